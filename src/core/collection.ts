@@ -1,0 +1,81 @@
+/** What each policy allows, and validation of collection specs, keys and operations. */
+import { MeridianError } from './errors.js';
+import type { CollectionSpec, Operation, Policy, RegionId } from './types.js';
+
+export const MAX_KEY_BYTES = 512;
+
+const OPERATIONS: Record<Policy, readonly Operation[]> = {
+  pinned: ['get', 'put', 'delete'],
+  lww: ['get', 'put', 'delete'],
+  counter: ['get', 'increment'],
+  set: ['get', 'add', 'remove', 'delete'],
+};
+
+export function allowsOperation(policy: Policy, op: Operation): boolean {
+  return OPERATIONS[policy].includes(op);
+}
+
+export function requireOperation(spec: CollectionSpec, op: Operation): void {
+  if (!allowsOperation(spec.policy, op)) {
+    throw new MeridianError(
+      'wrong_policy',
+      `${op} is not valid for collection '${spec.name}' (policy ${spec.policy}; allowed: ${OPERATIONS[spec.policy].join(', ')})`,
+    );
+  }
+}
+
+/** Keys are 1 to 512 bytes of UTF-8 with no control characters. */
+export function validateKey(key: string): void {
+  if (typeof key !== 'string' || key.length === 0)
+    throw new MeridianError('bad_key', 'key must not be empty');
+  if (Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) {
+    throw new MeridianError('bad_key', `key is longer than ${MAX_KEY_BYTES} bytes`);
+  }
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(key))
+    throw new MeridianError('bad_key', 'key contains control characters');
+}
+
+const COLLECTION_NAME = /^[a-z][a-z0-9_-]{0,62}$/;
+
+/** Checks a spec against the deployment's regions; returns the problems, each naming the field. */
+export function collectionProblems(spec: CollectionSpec, regions: readonly RegionId[]): string[] {
+  const out: string[] = [];
+  const at = `collections.${spec.name}`;
+  if (!COLLECTION_NAME.test(spec.name))
+    out.push(`${at}.name: use lowercase letters, digits, '-' or '_' (max 63)`);
+  if (!(spec.policy in OPERATIONS)) out.push(`${at}.policy: must be one of pinned, lww, counter, set`);
+  if (spec.residency !== undefined) {
+    if (spec.residency.length === 0) out.push(`${at}.residency: list at least one region, or leave it out`);
+    for (const r of spec.residency)
+      if (!regions.includes(r)) out.push(`${at}.residency: unknown region '${r}'`);
+  }
+  if (spec.replication.mode === 'sync') {
+    const { acks } = spec.replication;
+    const peers = (spec.residency ?? regions).length - 1;
+    if (typeof acks === 'number' && (!Number.isInteger(acks) || acks < 1 || acks > peers)) {
+      out.push(
+        `${at}.replication.acks: a number must be 1 to ${peers} (the other regions holding this collection)`,
+      );
+    }
+    if (typeof acks === 'string' && acks !== 'all' && acks !== 'majority') {
+      out.push(`${at}.replication.acks: must be 'all', 'majority' or a number`);
+    }
+  }
+  return out;
+}
+
+/** The regions that hold a collection's data. */
+export function holders(spec: CollectionSpec, regions: readonly RegionId[]): RegionId[] {
+  return spec.residency ? regions.filter((r) => spec.residency!.includes(r)) : [...regions];
+}
+
+/** How many other regions must acknowledge a sync write before it is confirmed. */
+export function requiredAcks(spec: CollectionSpec, regions: readonly RegionId[]): number {
+  if (spec.replication.mode !== 'sync') return 0;
+  const n = holders(spec, regions).length;
+  const { acks } = spec.replication;
+  if (acks === 'all') return n - 1;
+  if (acks === 'majority') return Math.floor(n / 2); // majority of n counting the origin, minus the origin
+  return Math.min(acks, n - 1);
+}

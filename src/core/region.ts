@@ -1,0 +1,859 @@
+/**
+ * The region state machine: local mutations become changes in the region's log; remote changes
+ * are applied idempotently; peers' acknowledgements confirm sync writes; reads can wait for a
+ * version. All I/O goes through the store, and all time through the clock and timers it is given,
+ * so the same code runs in a region node and in the simulator.
+ */
+import type { Change, KvEntry } from './change.js';
+import { withheld } from './change.js';
+import { holders, requiredAcks, requireOperation, validateKey } from './collection.js';
+import {
+  type CounterState,
+  type DocState,
+  docValue,
+  emptyCounter,
+  emptySet,
+  isAbsent,
+  mergeDoc,
+  type RegState,
+  type SetState,
+} from './crdt.js';
+import { MeridianError } from './errors.js';
+import { nearestRegion } from './geo.js';
+import { decodeHlc, encodeHlc, HLC_ZERO, HybridClock } from './hlc.js';
+import type { Clock, TimerHandle, Timers } from './ports.js';
+import type { CommitBatch, DocRecord, KvRecord, RegionStore, Snapshot } from './store.js';
+import type { CollectionSpec, Json, Operation, RegionId, RegionInfo } from './types.js';
+import { dominates, mergeVersions, missing, seqOf, type VersionVector } from './version.js';
+
+/** Deliberate defects, switched on only by tests that prove the checkers catch them. */
+export interface PlantedBugs {
+  /** applyRemote silently drops counter increments. */
+  dropIncrement?: boolean;
+  /** reads ignore Meridian-Min-Version. */
+  skipTokenWait?: boolean;
+  /** acknowledgements report changes received but not yet durably applied. */
+  ackBeforeApply?: boolean;
+}
+
+export interface RegionCoreOptions {
+  region: RegionId;
+  regions: readonly RegionInfo[];
+  collections: readonly CollectionSpec[];
+  store: RegionStore;
+  clock: Clock;
+  timers: Timers;
+  /** Remote HLCs further ahead than this are refused by the clock (default 500). */
+  maxOffsetMs?: number;
+  /** How long a sync write waits for acknowledgements before 504 (default 2000). */
+  syncTimeoutMs?: number;
+  /** Default bound on a read's wait for Meridian-Min-Version (default 1000). */
+  maxWaitMs?: number;
+  /** Mutations committed in one store transaction at most (group commit). */
+  maxBatch?: number;
+  bugs?: PlantedBugs;
+  onEvent?: (e: RegionEvent) => void;
+}
+
+export type RegionEvent =
+  | { type: 'committed'; changes: readonly Change[]; local: boolean }
+  | { type: 'applied'; from: RegionId; origin: RegionId; count: number; lagMs: number }
+  | { type: 'conflict'; collection: string; key: string }
+  | { type: 'clock-skew'; from: RegionId; message: string }
+  | { type: 'sync-timeout'; collection: string; key: string; seq: number }
+  | { type: 'snapshot-applied'; from: RegionId; docs: number };
+
+export interface DocView {
+  key: string;
+  value: Json;
+  /** The version token content this answer reflects. */
+  version: VersionVector;
+}
+
+export interface ReadOptions {
+  minVersion?: VersionVector;
+  maxWaitMs?: number;
+}
+
+export interface WriteOptions {
+  /** Pinned collections: the home region to give a key on its first write. */
+  homeRegion?: RegionId;
+  /** Replicated metadata committed in the same transaction as the write (idempotency records). */
+  kv?: KvEntry[];
+}
+
+export type PullResult =
+  | { kind: 'changes'; changes: Change[] }
+  | { kind: 'snapshot'; snapshot: Snapshot; omittedCollections: string[] };
+
+export interface RegionStats {
+  region: RegionId;
+  version: VersionVector;
+  localWrites: number;
+  remoteApplied: number;
+  conflicts: number;
+  clockSkewRejections: number;
+  syncTimeouts: number;
+  /** Per peer: its acknowledged version, and how many of our own changes it has not acknowledged. */
+  peers: Record<RegionId, { acked: VersionVector; behindChanges: number }>;
+}
+
+interface Mutation<T> {
+  run(tx: BatchTx): Promise<T>;
+  resolve(v: T): void;
+  reject(e: unknown): void;
+  result?: { ok: true; value: T } | { ok: false; error: unknown };
+}
+
+/** The documents and changes of one group commit, read through a cache so ops in a batch see each other. */
+class BatchTx {
+  readonly docs = new Map<string, DocRecord | undefined>();
+  readonly touched = new Set<string>();
+  readonly changes: Change[] = [];
+  readonly kv: KvRecord[] = [];
+  /** Set when the batch has anything to commit (a snapshot merge has no change-log entries). */
+  dirty = false;
+  constructor(
+    private readonly store: RegionStore,
+    public applied: VersionVector,
+  ) {}
+
+  async getDoc(collection: string, key: string): Promise<DocRecord | undefined> {
+    const id = docKey(collection, key);
+    if (this.docs.has(id)) return this.docs.get(id);
+    const d = await this.store.getDoc(collection, key);
+    if (!this.docs.has(id)) this.docs.set(id, d);
+    return this.docs.get(id);
+  }
+
+  /** The cached document; getDoc must have loaded it first. */
+  cached(collection: string, key: string): DocRecord | undefined {
+    return this.docs.get(docKey(collection, key));
+  }
+
+  putDoc(d: DocRecord): void {
+    const id = docKey(d.collection, d.key);
+    this.docs.set(id, d);
+    this.touched.add(id);
+    this.dirty = true;
+  }
+
+  /** Savepoint: an op that fails after staging changes must leave nothing behind. */
+  mark(): TxMark {
+    return {
+      docs: new Map(this.docs),
+      touched: new Set(this.touched),
+      changes: this.changes.length,
+      kv: this.kv.length,
+      applied: this.applied,
+      dirty: this.dirty,
+    };
+  }
+
+  rollback(m: TxMark): void {
+    this.docs.clear();
+    for (const [k, v] of m.docs) this.docs.set(k, v);
+    this.touched.clear();
+    for (const k of m.touched) this.touched.add(k);
+    this.changes.length = m.changes;
+    this.kv.length = m.kv;
+    this.applied = m.applied;
+    this.dirty = m.dirty;
+  }
+
+  toBatch(): CommitBatch {
+    const docs: DocRecord[] = [];
+    for (const id of this.touched) {
+      const d = this.docs.get(id);
+      if (d) docs.push(d);
+    }
+    return { docs, changes: this.changes, applied: this.applied, kv: this.kv };
+  }
+}
+
+interface TxMark {
+  docs: Map<string, DocRecord | undefined>;
+  touched: Set<string>;
+  changes: number;
+  kv: number;
+  applied: VersionVector;
+  dirty: boolean;
+}
+
+const docKey = (collection: string, key: string): string => `${collection}\u0000${key}`;
+
+interface VersionWaiter {
+  want: VersionVector;
+  done(ok: boolean): void;
+}
+
+interface AckWaiter {
+  seq: number;
+  needed: number;
+  peers: readonly RegionId[];
+  done(ok: boolean): void;
+}
+
+export class RegionCore {
+  readonly region: RegionId;
+  readonly hlc: HybridClock;
+  private readonly opts: Required<Omit<RegionCoreOptions, 'bugs' | 'onEvent'>> &
+    Pick<RegionCoreOptions, 'onEvent'>;
+  private readonly bugs: PlantedBugs;
+  private readonly collections = new Map<string, CollectionSpec>();
+  private readonly regionIds: RegionId[];
+  private applied: VersionVector = {};
+  private received: VersionVector = {};
+  private truncated: VersionVector = {};
+  private readonly peerAcks = new Map<RegionId, VersionVector>();
+  private queue: Mutation<unknown>[] = [];
+  private draining = false;
+  private versionWaiters: VersionWaiter[] = [];
+  private ackWaiters: AckWaiter[] = [];
+  private readonly listeners = new Set<(changes: readonly Change[]) => void>();
+  private closed = false;
+  private counts = { localWrites: 0, remoteApplied: 0, conflicts: 0, syncTimeouts: 0 };
+
+  private constructor(options: RegionCoreOptions) {
+    this.opts = {
+      maxOffsetMs: 500,
+      syncTimeoutMs: 2000,
+      maxWaitMs: 1000,
+      maxBatch: 256,
+      ...options,
+    };
+    this.bugs = options.bugs ?? {};
+    this.region = options.region;
+    this.regionIds = options.regions.map((r) => r.id);
+    if (!this.regionIds.includes(this.region))
+      throw new Error(`region ${this.region} is not in the region list`);
+    for (const c of options.collections) this.collections.set(c.name, c);
+    this.hlc = new HybridClock(options.clock, { maxOffsetMs: this.opts.maxOffsetMs });
+  }
+
+  /** Opens a region over its store, restoring the applied version and the clock floor. */
+  static async open(options: RegionCoreOptions): Promise<RegionCore> {
+    const core = new RegionCore(options);
+    const st = await options.store.load();
+    core.applied = st.applied;
+    core.received = st.applied;
+    core.truncated = st.truncated;
+    if (st.maxHlc) core.hlc.restore(decodeHlc(st.maxHlc));
+    return core;
+  }
+
+  get version(): VersionVector {
+    return this.applied;
+  }
+
+  /** What acknowledgements report: durably applied (unless the ackBeforeApply bug is planted). */
+  ackVersion(): VersionVector {
+    return this.bugs.ackBeforeApply ? mergeVersions(this.applied, this.received) : this.applied;
+  }
+
+  collection(name: string): CollectionSpec {
+    const c = this.collections.get(name);
+    if (!c) throw new MeridianError('unknown_collection', `unknown collection '${name}'`);
+    return c;
+  }
+
+  collectionNames(): string[] {
+    return [...this.collections.keys()];
+  }
+
+  /** Refuses requests for a resident collection outside its regions, naming the nearest allowed one. */
+  checkResidency(spec: CollectionSpec): void {
+    if (!spec.residency || spec.residency.includes(this.region)) return;
+    const here = this.opts.regions.find((r) => r.id === this.region)!;
+    const allowed = this.opts.regions.filter((r) => spec.residency!.includes(r.id));
+    const to = nearestRegion(here, allowed)?.id ?? spec.residency[0]!;
+    throw new MeridianError(
+      'misdirected',
+      `collection '${spec.name}' is resident in ${spec.residency.join(', ')}; this is ${this.region}`,
+      { replayRegion: to },
+    );
+  }
+
+  private prepare(collection: string, key: string, op: Operation): CollectionSpec {
+    const spec = this.collection(collection);
+    validateKey(key);
+    requireOperation(spec, op);
+    this.checkResidency(spec);
+    return spec;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  async get(collection: string, key: string, options: ReadOptions = {}): Promise<DocView | undefined> {
+    this.prepare(collection, key, 'get');
+    if (options.minVersion && !this.bugs.skipTokenWait) {
+      await this.waitForVersion(options.minVersion, options.maxWaitMs ?? this.opts.maxWaitMs);
+    }
+    const doc = await this.opts.store.getDoc(collection, key);
+    const version = mergeVersions(mergeVersions(this.applied, doc?.version ?? {}), options.minVersion ?? {});
+    if (!doc || isAbsent(doc.state)) return undefined;
+    return { key, value: docValue(doc.state), version };
+  }
+
+  /** The version an answer reflects: ours merged with the caller's token. */
+  answerVersion(sent?: VersionVector): VersionVector {
+    return sent ? mergeVersions(this.applied, sent) : this.applied;
+  }
+
+  /** Resolves once `want` is applied; after `maxWaitMs` throws 503 naming a region that can serve it. */
+  async waitForVersion(want: VersionVector, maxWaitMs: number): Promise<void> {
+    if (dominates(this.applied, want)) return;
+    const ok = await new Promise<boolean>((resolve) => {
+      let timer: TimerHandle | undefined;
+      const w: VersionWaiter = {
+        want,
+        done: (v) => {
+          if (timer) this.opts.timers.clearTimeout(timer);
+          this.versionWaiters = this.versionWaiters.filter((x) => x !== w);
+          resolve(v);
+        },
+      };
+      this.versionWaiters.push(w);
+      timer = this.opts.timers.setTimeout(() => w.done(false), Math.max(0, maxWaitMs));
+    });
+    if (!ok) {
+      throw new MeridianError(
+        'not_caught_up',
+        `${this.region} has not applied the requested version in time`,
+        {
+          replayRegion: this.regionThatHas(want),
+          missing: missing(this.applied, want),
+        },
+      );
+    }
+  }
+
+  /** A region known (from its acknowledgements) to have `want`, else the origin we miss most from. */
+  private regionThatHas(want: VersionVector): RegionId {
+    for (const [peer, acked] of [...this.peerAcks.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      if (dominates(acked, want)) return peer;
+    }
+    const gaps = Object.entries(missing(this.applied, want)).sort(
+      (a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1),
+    );
+    return gaps[0]?.[0] ?? this.region;
+  }
+
+  // ---------------------------------------------------------------- local mutations
+
+  async put(collection: string, key: string, value: Json, options: WriteOptions = {}): Promise<DocView> {
+    const spec = this.prepare(collection, key, 'put');
+    return this.writeReg(spec, key, value, false, options);
+  }
+
+  async delete(collection: string, key: string, options: WriteOptions = {}): Promise<DocView> {
+    const spec = this.prepare(collection, key, 'delete');
+    if (spec.policy === 'set') {
+      return this.mutateSet(spec, key, undefined, options);
+    }
+    return this.writeReg(spec, key, null, true, options);
+  }
+
+  async increment(collection: string, key: string, by: number, options: WriteOptions = {}): Promise<DocView> {
+    const spec = this.prepare(collection, key, 'increment');
+    if (!Number.isSafeInteger(by)) throw new MeridianError('bad_request', '"by" must be an integer');
+    return this.localWrite(spec, key, options, async (tx, seq, hlc) => {
+      const cur = ((await tx.getDoc(spec.name, key))?.state as CounterState | undefined) ?? emptyCounter();
+      const delta: CounterState = { t: 'counter', p: {}, n: {} };
+      if (by >= 0) delta.p[this.region] = (cur.p[this.region] ?? 0) + by;
+      else delta.n[this.region] = (cur.n[this.region] ?? 0) - by;
+      return delta;
+    });
+  }
+
+  async addMembers(
+    collection: string,
+    key: string,
+    members: string[],
+    options: WriteOptions = {},
+  ): Promise<DocView> {
+    const spec = this.prepare(collection, key, 'add');
+    validateMembers(members);
+    return this.localWrite(spec, key, options, async (_tx, seq) => {
+      // One tag per member and change: a remove of one member must not cover another's add.
+      const adds: Record<string, string[]> = {};
+      members.forEach((m, i) => {
+        adds[m] = [`${this.region}:${seq}.${i}`];
+      });
+      return { t: 'set', adds, removed: [] } satisfies SetState;
+    });
+  }
+
+  async removeMembers(
+    collection: string,
+    key: string,
+    members: string[],
+    options: WriteOptions = {},
+  ): Promise<DocView> {
+    const spec = this.prepare(collection, key, 'remove');
+    validateMembers(members);
+    return this.mutateSet(spec, key, members, options);
+  }
+
+  /** Removes the observed tags of `members` (all members when undefined). */
+  private mutateSet(
+    spec: CollectionSpec,
+    key: string,
+    members: string[] | undefined,
+    options: WriteOptions,
+  ): Promise<DocView> {
+    return this.localWrite(spec, key, options, async (tx) => {
+      const cur = ((await tx.getDoc(spec.name, key))?.state as SetState | undefined) ?? emptySet();
+      const removed: string[] = [];
+      for (const m of members ?? Object.keys(cur.adds)) removed.push(...(cur.adds[m] ?? []));
+      return { t: 'set', adds: {}, removed: removed.sort() } satisfies SetState;
+    });
+  }
+
+  private writeReg(
+    spec: CollectionSpec,
+    key: string,
+    value: Json,
+    deleted: boolean,
+    options: WriteOptions,
+  ): Promise<DocView> {
+    if (options.homeRegion !== undefined && spec.policy === 'pinned') {
+      if (!this.regionIds.includes(options.homeRegion)) {
+        throw new MeridianError('bad_request', `unknown home region '${options.homeRegion}'`);
+      }
+      if (spec.residency && !spec.residency.includes(options.homeRegion)) {
+        throw new MeridianError(
+          'bad_request',
+          `home region '${options.homeRegion}' is outside the residency`,
+        );
+      }
+    }
+    return this.localWrite(spec, key, options, async (tx, _seq, hlc) => {
+      const cur = (await tx.getDoc(spec.name, key))?.state as RegState | undefined;
+      let home: RegionId | undefined;
+      if (spec.policy === 'pinned') {
+        home = cur?.home ?? options.homeRegion ?? this.region;
+        if (home !== this.region) {
+          throw new MeridianError('misdirected', `key '${key}' of '${spec.name}' is homed in ${home}`, {
+            replayRegion: home,
+          });
+        }
+      }
+      const reg: RegState = {
+        t: 'reg',
+        value,
+        deleted,
+        hlc,
+        origin: this.region,
+        prevHlc: cur?.hlc ?? encodeHlc(HLC_ZERO),
+      };
+      if (home) reg.home = home;
+      return reg;
+    });
+  }
+
+  /**
+   * Queues one local mutation: `makeDelta` turns the current state into the change's delta. The
+   * mutation commits with the others queued at the time (group commit); a sync collection then
+   * waits for its acknowledgements.
+   */
+  private async localWrite(
+    spec: CollectionSpec,
+    key: string,
+    options: WriteOptions,
+    makeDelta: (tx: BatchTx, seq: number, hlc: string) => Promise<DocState>,
+  ): Promise<DocView> {
+    const { view, seq } = await this.enqueue(async (tx) => {
+      const seq = seqOf(tx.applied, this.region) + 1;
+      const hlc = encodeHlc(this.hlc.now());
+      await tx.getDoc(spec.name, key);
+      const delta = await makeDelta(tx, seq, hlc);
+      const change: Change = {
+        origin: this.region,
+        seq,
+        hlc,
+        payload: options.kv?.length
+          ? { kind: 'doc', collection: spec.name, key, delta, kv: options.kv }
+          : { kind: 'doc', collection: spec.name, key, delta },
+      };
+      this.stage(tx, change);
+      this.counts.localWrites++;
+      const doc = (await tx.getDoc(spec.name, key))!;
+      return { view: { key, value: docValue(doc.state), version: tx.applied } as DocView, seq };
+    });
+    if (spec.replication.mode === 'sync') {
+      const ok = await this.waitForAcks(spec, seq);
+      if (!ok) {
+        this.counts.syncTimeouts++;
+        this.opts.onEvent?.({ type: 'sync-timeout', collection: spec.name, key, seq });
+        throw new MeridianError(
+          'sync_timeout',
+          `write to '${spec.name}/${key}' committed in ${this.region} but not confirmed by enough regions in time; it will replicate`,
+          { indefinite: true, seq },
+        );
+      }
+    }
+    return { ...view, version: mergeVersions(view.version, this.applied) };
+  }
+
+  /** Writes only replicated metadata (saga state, idempotency records without a document). */
+  async writeKv(entries: KvEntry[]): Promise<VersionVector> {
+    return this.enqueue(async (tx) => {
+      const seq = seqOf(tx.applied, this.region) + 1;
+      const hlc = encodeHlc(this.hlc.now());
+      this.stage(tx, { origin: this.region, seq, hlc, payload: { kind: 'kv', entries } });
+      return tx.applied;
+    });
+  }
+
+  async getKv(ns: string, key: string): Promise<KvRecord | undefined> {
+    const r = await this.opts.store.getKv(ns, key);
+    return r && r.value !== null ? r : undefined;
+  }
+
+  async listKv(ns: string): Promise<KvRecord[]> {
+    return (await this.opts.store.listKv(ns)).filter((r) => r.value !== null);
+  }
+
+  /**
+   * Merges one change into the batch: document delta, kv entries, log and applied version.
+   * Returns whether the merge resolved a conflict.
+   */
+  private stage(tx: BatchTx, change: Change): boolean {
+    let conflict = false;
+    const p = change.payload;
+    tx.changes.push(change);
+    tx.dirty = true;
+    tx.applied = { ...tx.applied, [change.origin]: change.seq };
+    if (p.kind === 'doc') {
+      const cur = tx.cached(p.collection, p.key);
+      let state: DocState = p.delta;
+      if (cur) {
+        const merged = mergeDoc(cur.state, p.delta);
+        state = merged.state;
+        conflict = merged.conflict;
+      }
+      tx.putDoc({
+        collection: p.collection,
+        key: p.key,
+        state,
+        version: { ...(cur?.version ?? {}), [change.origin]: change.seq },
+      });
+    }
+    const entries = p.kind === 'doc' ? (p.kv ?? []) : p.kind === 'kv' ? p.entries : [];
+    for (const e of entries) {
+      const rec: KvRecord = { ns: e.ns, key: e.key, value: e.value, hlc: change.hlc };
+      if (e.expiresAtMs !== undefined) rec.expiresAtMs = e.expiresAtMs;
+      tx.kv.push(rec);
+    }
+    return conflict;
+  }
+
+  private enqueue<T>(run: (tx: BatchTx) => Promise<T>): Promise<T> {
+    if (this.closed)
+      return Promise.reject(new MeridianError('unavailable', `${this.region} is shutting down`));
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ run, resolve, reject } as Mutation<unknown>);
+      if (!this.draining) void this.drain();
+    });
+  }
+
+  /** Group commit: runs every queued mutation against one transaction, commits once, then answers all. */
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.opts.maxBatch);
+        const tx = new BatchTx(this.opts.store, this.applied);
+        for (const m of batch) {
+          const mark = tx.mark();
+          try {
+            m.result = { ok: true, value: await m.run(tx) };
+          } catch (error) {
+            tx.rollback(mark);
+            m.result = { ok: false, error };
+          }
+        }
+        let committed = false;
+        if (tx.dirty) {
+          // Kv entries already present with a newer HLC must not be overwritten by older replicated ones.
+          tx.kv.splice(0, tx.kv.length, ...(await this.newerKvOnly(tx.kv)));
+          try {
+            await this.opts.store.commit(tx.toBatch());
+            committed = true;
+          } catch (error) {
+            for (const m of batch) if (m.result?.ok) m.result = { ok: false, error };
+          }
+        }
+        if (committed) {
+          this.applied = tx.applied;
+          this.received = mergeVersions(this.received, tx.applied);
+          const changes = tx.changes;
+          if (changes.length > 0) {
+            for (const l of this.listeners) l(changes);
+            this.opts.onEvent?.({
+              type: 'committed',
+              changes,
+              local: changes.some((c) => c.origin === this.region),
+            });
+          }
+          this.wakeVersionWaiters();
+          this.wakeAckWaiters();
+        }
+        for (const m of batch) {
+          if (m.result?.ok) m.resolve(m.result.value);
+          else m.reject(m.result?.error);
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private observeRemoteHlc(c: Change): void {
+    try {
+      this.hlc.receive(decodeHlc(c.hlc));
+    } catch (e) {
+      // The change is still applied (refusing it would break convergence); only the clock refuses to jump.
+      this.opts.onEvent?.({ type: 'clock-skew', from: c.origin, message: (e as Error).message });
+    }
+  }
+
+  private async newerKvOnly(records: KvRecord[]): Promise<KvRecord[]> {
+    const latest = new Map<string, KvRecord>();
+    for (const r of records) {
+      const id = `${r.ns}\u0000${r.key}`;
+      const prev = latest.get(id);
+      if (!prev || r.hlc > prev.hlc) latest.set(id, r);
+    }
+    const out: KvRecord[] = [];
+    for (const r of latest.values()) {
+      const stored = await this.opts.store.getKv(r.ns, r.key);
+      if (!stored || stored.hlc < r.hlc) out.push(r);
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- replication
+
+  /** Called for every committed batch of changes (local or applied from a peer), for push streams. */
+  subscribe(listener: (changes: readonly Change[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * What `peer`, which has applied `have`, should receive next: changes from our log (with
+   * resident collections withheld from regions outside their residency), or a snapshot when our log
+   * no longer reaches back to its cursor.
+   */
+  async pull(peer: RegionId, have: VersionVector, limit = 1000): Promise<PullResult> {
+    this.noteAck(peer, have);
+    const needsSnapshot = Object.entries(this.truncated).some(([origin, t]) => seqOf(have, origin) < t);
+    if (needsSnapshot) {
+      const snap = await this.opts.store.snapshot();
+      const omitted = [...this.collections.values()]
+        .filter((c) => c.residency && !c.residency.includes(peer))
+        .map((c) => c.name);
+      const docs = snap.docs.filter((d) => !omitted.includes(d.collection));
+      return { kind: 'snapshot', snapshot: { ...snap, docs }, omittedCollections: omitted };
+    }
+    const changes = await this.opts.store.readLog(have, limit);
+    return { kind: 'changes', changes: changes.map((c) => this.forPeer(c, peer)) };
+  }
+
+  /** Filters one change for a peer: a resident collection's change becomes a placeholder outside its regions. */
+  forPeer(c: Change, peer: RegionId): Change {
+    if (c.payload.kind !== 'doc') return c;
+    const spec = this.collections.get(c.payload.collection);
+    if (spec?.residency && !spec.residency.includes(peer)) return withheld(c, spec.residency);
+    return c;
+  }
+
+  /**
+   * Applies changes received from `from`, idempotently: a change already applied is skipped; a
+   * gap stops that origin for this batch (the next pull resends from our cursor). Resolves once
+   * the changes are durable.
+   */
+  async applyRemote(from: RegionId, changes: readonly Change[]): Promise<{ applied: number }> {
+    for (const c of changes) {
+      if (c.seq > seqOf(this.received, c.origin)) {
+        this.received = { ...this.received, [c.origin]: c.seq };
+      }
+    }
+    return this.enqueue(async (tx) => {
+      const blocked = new Set<RegionId>();
+      const lags = new Map<RegionId, { count: number; lagMs: number }>();
+      let applied = 0;
+      const now = this.opts.clock.nowMs();
+      for (const c of changes) {
+        if (c.origin === this.region || blocked.has(c.origin)) continue;
+        const have = seqOf(tx.applied, c.origin);
+        if (c.seq <= have) continue;
+        if (c.seq !== have + 1) {
+          blocked.add(c.origin);
+          continue;
+        }
+        if (c.payload.kind === 'withheld' && c.payload.allowed.includes(this.region)) {
+          // We must hold the real change; wait for it from a region that may send it.
+          blocked.add(c.origin);
+          continue;
+        }
+        let change = c;
+        if (this.bugs.dropIncrement && c.payload.kind === 'doc' && c.payload.delta.t === 'counter') {
+          change = { ...c, payload: { ...c.payload, delta: { t: 'counter', p: {}, n: {} } } };
+        }
+        if (change.payload.kind === 'doc') await tx.getDoc(change.payload.collection, change.payload.key);
+        this.observeRemoteHlc(change);
+        if (this.stage(tx, change) && change.payload.kind === 'doc') {
+          this.counts.conflicts++;
+          this.opts.onEvent?.({
+            type: 'conflict',
+            collection: change.payload.collection,
+            key: change.payload.key,
+          });
+        }
+        applied++;
+        const l = lags.get(c.origin) ?? { count: 0, lagMs: 0 };
+        l.count++;
+        l.lagMs = Math.max(0, now - decodeHlc(c.hlc).wallMs);
+        lags.set(c.origin, l);
+      }
+      this.counts.remoteApplied += applied;
+      for (const [origin, l] of lags) this.opts.onEvent?.({ type: 'applied', from, origin, ...l });
+      return { applied };
+    });
+  }
+
+  /** Merges a peer's snapshot: every document state merges as a CRDT, and the version advances. */
+  async applySnapshot(from: RegionId, snap: Snapshot, omittedCollections: readonly string[]): Promise<void> {
+    const mine = [...this.collections.values()].filter(
+      (c) => omittedCollections.includes(c.name) && (!c.residency || c.residency.includes(this.region)),
+    );
+    if (mine.length > 0) {
+      throw new MeridianError(
+        'forbidden',
+        `snapshot from ${from} omits resident collections this region holds: ${mine.map((c) => c.name).join(', ')}`,
+      );
+    }
+    await this.enqueue(async (tx) => {
+      for (const d of snap.docs) {
+        const cur = await tx.getDoc(d.collection, d.key);
+        const state = cur ? mergeDoc(cur.state, d.state).state : d.state;
+        tx.putDoc({ ...d, state, version: mergeVersions(cur?.version ?? {}, d.version) });
+      }
+      tx.kv.push(...snap.kv);
+      tx.applied = mergeVersions(tx.applied, snap.applied);
+      tx.dirty = true;
+      return undefined;
+    });
+    this.opts.onEvent?.({ type: 'snapshot-applied', from, docs: snap.docs.length });
+  }
+
+  /** Records what `peer` has durably applied (from its acknowledgement or its pull cursor). */
+  onPeerAck(peer: RegionId, applied: VersionVector): void {
+    this.noteAck(peer, applied);
+  }
+
+  private noteAck(peer: RegionId, applied: VersionVector): void {
+    if (peer === this.region) return;
+    this.peerAcks.set(peer, mergeVersions(this.peerAcks.get(peer) ?? {}, applied));
+    this.wakeAckWaiters();
+  }
+
+  peerVersion(peer: RegionId): VersionVector {
+    return this.peerAcks.get(peer) ?? {};
+  }
+
+  private waitForAcks(spec: CollectionSpec, seq: number): Promise<boolean> {
+    const needed = requiredAcks(spec, this.regionIds);
+    const peers = holders(spec, this.regionIds).filter((r) => r !== this.region);
+    const timeoutMs =
+      spec.replication.mode === 'sync' ? (spec.replication.timeoutMs ?? this.opts.syncTimeoutMs) : 0;
+    return new Promise<boolean>((resolve) => {
+      let timer: TimerHandle | undefined;
+      const w: AckWaiter = {
+        seq,
+        needed,
+        peers,
+        done: (ok) => {
+          if (timer) this.opts.timers.clearTimeout(timer);
+          this.ackWaiters = this.ackWaiters.filter((x) => x !== w);
+          resolve(ok);
+        },
+      };
+      if (this.ackCount(w) >= needed) return resolve(true);
+      this.ackWaiters.push(w);
+      timer = this.opts.timers.setTimeout(() => w.done(false), timeoutMs);
+    });
+  }
+
+  private ackCount(w: AckWaiter): number {
+    let n = 0;
+    for (const p of w.peers) if (seqOf(this.peerAcks.get(p) ?? {}, this.region) >= w.seq) n++;
+    return n;
+  }
+
+  private wakeAckWaiters(): void {
+    for (const w of [...this.ackWaiters]) if (this.ackCount(w) >= w.needed) w.done(true);
+  }
+
+  private wakeVersionWaiters(): void {
+    for (const w of [...this.versionWaiters]) if (dominates(this.applied, w.want)) w.done(true);
+  }
+
+  /**
+   * Drops log entries every peer has acknowledged, keeping at least `keep` per origin. A peer that
+   * later asks from before the cut gets a snapshot.
+   */
+  async compactLog(keep: number, options: { force?: boolean } = {}): Promise<VersionVector> {
+    const upTo: Record<RegionId, number> = {};
+    for (const [origin, seq] of Object.entries(this.applied)) {
+      let cut = seq - keep;
+      if (!options.force) {
+        for (const peer of this.regionIds) {
+          if (peer !== this.region) cut = Math.min(cut, seqOf(this.peerAcks.get(peer) ?? {}, origin));
+        }
+      }
+      if (cut > seqOf(this.truncated, origin)) upTo[origin] = cut;
+    }
+    if (Object.keys(upTo).length > 0) {
+      await this.opts.store.truncateLog(upTo);
+      this.truncated = mergeVersions(this.truncated, upTo);
+    }
+    return this.truncated;
+  }
+
+  stats(): RegionStats {
+    const peers: RegionStats['peers'] = {};
+    const mine = seqOf(this.applied, this.region);
+    for (const r of this.regionIds) {
+      if (r === this.region) continue;
+      const acked = this.peerAcks.get(r) ?? {};
+      peers[r] = { acked, behindChanges: Math.max(0, mine - seqOf(acked, this.region)) };
+    }
+    return {
+      region: this.region,
+      version: this.applied,
+      ...this.counts,
+      clockSkewRejections: this.hlc.rejectedCount,
+      peers,
+    };
+  }
+
+  /** Stops accepting work; pending waiters time out as usual. */
+  close(): void {
+    this.closed = true;
+  }
+}
+
+function validateMembers(members: unknown): asserts members is string[] {
+  if (!Array.isArray(members) || members.length === 0 || members.length > 1000) {
+    throw new MeridianError('bad_request', '"members" must be a non-empty array of at most 1000 strings');
+  }
+  for (const m of members) {
+    if (typeof m !== 'string' || m.length === 0 || m.length > 512) {
+      throw new MeridianError('bad_request', 'each member must be a string of 1 to 512 characters');
+    }
+  }
+}

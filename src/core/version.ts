@@ -1,0 +1,98 @@
+/**
+ * Version vectors (per origin region, the highest contiguous sequence applied) and the opaque
+ * version token that clients carry for read-your-writes.
+ */
+import { MeridianError } from './errors.js';
+import type { RegionId } from './types.js';
+
+export type VersionVector = Readonly<Record<RegionId, number>>;
+
+export const EMPTY_VERSION: VersionVector = Object.freeze({});
+
+const REGION_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const TOKEN_FORMAT = 1;
+const MAX_TOKEN_CHARS = 4096;
+
+export function isRegionId(s: unknown): s is RegionId {
+  return typeof s === 'string' && REGION_ID.test(s);
+}
+
+export function seqOf(v: VersionVector, region: RegionId): number {
+  return v[region] ?? 0;
+}
+
+/** Pointwise maximum: the smallest version that contains both. */
+export function mergeVersions(a: VersionVector, b: VersionVector): VersionVector {
+  const out: Record<RegionId, number> = { ...a };
+  for (const [r, s] of Object.entries(b)) if (s > (out[r] ?? 0)) out[r] = s;
+  return out;
+}
+
+/** True when `a` has applied everything `b` has (a >= b pointwise). */
+export function dominates(a: VersionVector, b: VersionVector): boolean {
+  for (const [r, s] of Object.entries(b)) if ((a[r] ?? 0) < s) return false;
+  return true;
+}
+
+/** Regions for which `have` is behind `want`, with how many changes it is missing. */
+export function missing(have: VersionVector, want: VersionVector): Record<RegionId, number> {
+  const out: Record<RegionId, number> = {};
+  for (const [r, s] of Object.entries(want)) {
+    const h = have[r] ?? 0;
+    if (h < s) out[r] = s - h;
+  }
+  return out;
+}
+
+export function versionsEqual(a: VersionVector, b: VersionVector): boolean {
+  return dominates(a, b) && dominates(b, a);
+}
+
+/** Canonical form: zero entries dropped, keys sorted (so equal versions encode identically). */
+export function normalizeVersion(v: VersionVector): VersionVector {
+  const out: Record<RegionId, number> = {};
+  for (const r of Object.keys(v).sort()) if ((v[r] ?? 0) > 0) out[r] = v[r]!;
+  return out;
+}
+
+/** Validates an untrusted version vector (from a token or a peer). */
+export function parseVersion(raw: unknown): VersionVector {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new MeridianError('bad_token', 'version must be an object of region -> sequence');
+  }
+  const out: Record<RegionId, number> = {};
+  for (const [r, s] of Object.entries(raw)) {
+    if (!isRegionId(r))
+      throw new MeridianError('bad_token', `invalid region id in version: ${JSON.stringify(r)}`);
+    if (typeof s !== 'number' || !Number.isSafeInteger(s) || s < 0) {
+      throw new MeridianError('bad_token', `invalid sequence for ${r} in version: ${JSON.stringify(s)}`);
+    }
+    out[r] = s;
+  }
+  return normalizeVersion(out);
+}
+
+/** Encodes a version as the opaque `Meridian-Version` token: base64url of a versioned JSON body. */
+export function encodeToken(v: VersionVector): string {
+  return Buffer.from(JSON.stringify({ f: TOKEN_FORMAT, v: normalizeVersion(v) }), 'utf8').toString(
+    'base64url',
+  );
+}
+
+/** Decodes a token; anything malformed is a `bad_token` error, never a crash. */
+export function decodeToken(token: string): VersionVector {
+  if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_CHARS) {
+    throw new MeridianError('bad_token', 'version token is empty or too long');
+  }
+  if (!/^[A-Za-z0-9_-]+$/.test(token)) throw new MeridianError('bad_token', 'version token is not base64url');
+  let body: unknown;
+  try {
+    body = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+  } catch {
+    throw new MeridianError('bad_token', 'version token does not decode to JSON');
+  }
+  if (typeof body !== 'object' || body === null || (body as { f?: unknown }).f !== TOKEN_FORMAT) {
+    throw new MeridianError('bad_token', `version token format is not ${TOKEN_FORMAT}`);
+  }
+  return parseVersion((body as { v?: unknown }).v);
+}
