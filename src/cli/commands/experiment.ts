@@ -1,0 +1,5 @@
+/** `meridian experiment`: not built yet (see the open issues). */
+export async function run(_argv: string[]): Promise<number> {
+  process.stderr.write('meridian experiment: not implemented yet\n');
+  return 2;
+}

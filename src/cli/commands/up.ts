@@ -1,0 +1,5 @@
+/** `meridian up`: not built yet (see the open issues). */
+export async function run(_argv: string[]): Promise<number> {
+  process.stderr.write('meridian up: not implemented yet\n');
+  return 2;
+}
