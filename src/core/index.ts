@@ -4,6 +4,7 @@ export * from './collection.js';
 export * from './crdt.js';
 export * from './errors.js';
 export * from './geo.js';
+export * from './health.js';
 export * from './hlc.js';
 export * from './ports.js';
 export * from './region.js';
