@@ -111,6 +111,8 @@ class BatchTx {
   readonly touched = new Set<string>();
   readonly changes: Change[] = [];
   readonly kv: KvRecord[] = [];
+  /** Previous cache entries, so a failed op can be rolled back without copying the cache. */
+  private readonly undo: [string, DocRecord | undefined, boolean][] = [];
   /** Set when the batch has anything to commit (a snapshot merge has no change-log entries). */
   dirty = false;
   constructor(
@@ -133,6 +135,7 @@ class BatchTx {
 
   putDoc(d: DocRecord): void {
     const id = docKey(d.collection, d.key);
+    this.undo.push([id, this.docs.get(id), this.touched.has(id)]);
     this.docs.set(id, d);
     this.touched.add(id);
     this.dirty = true;
@@ -141,8 +144,7 @@ class BatchTx {
   /** Savepoint: an op that fails after staging changes must leave nothing behind. */
   mark(): TxMark {
     return {
-      docs: new Map(this.docs),
-      touched: new Set(this.touched),
+      undo: this.undo.length,
       changes: this.changes.length,
       kv: this.kv.length,
       applied: this.applied,
@@ -151,10 +153,11 @@ class BatchTx {
   }
 
   rollback(m: TxMark): void {
-    this.docs.clear();
-    for (const [k, v] of m.docs) this.docs.set(k, v);
-    this.touched.clear();
-    for (const k of m.touched) this.touched.add(k);
+    while (this.undo.length > m.undo) {
+      const [id, prev, wasTouched] = this.undo.pop()!;
+      this.docs.set(id, prev);
+      if (!wasTouched) this.touched.delete(id);
+    }
     this.changes.length = m.changes;
     this.kv.length = m.kv;
     this.applied = m.applied;
@@ -172,8 +175,7 @@ class BatchTx {
 }
 
 interface TxMark {
-  docs: Map<string, DocRecord | undefined>;
-  touched: Set<string>;
+  undo: number;
   changes: number;
   kv: number;
   applied: VersionVector;
