@@ -359,7 +359,7 @@ export class RegionCore {
   async increment(collection: string, key: string, by: number, options: WriteOptions = {}): Promise<DocView> {
     const spec = this.prepare(collection, key, 'increment');
     if (!Number.isSafeInteger(by)) throw new MeridianError('bad_request', '"by" must be an integer');
-    return this.localWrite(spec, key, options, async (tx, seq, hlc) => {
+    return this.localWrite(spec, key, options, async (tx) => {
       const cur = ((await tx.getDoc(spec.name, key))?.state as CounterState | undefined) ?? emptyCounter();
       const delta: CounterState = { t: 'counter', p: {}, n: {} };
       if (by >= 0) delta.p[this.region] = (cur.p[this.region] ?? 0) + by;
