@@ -80,7 +80,15 @@ export interface WriteOptions {
   homeRegion?: RegionId;
   /** Replicated metadata committed in the same transaction as the write (idempotency records). */
   kv?: KvEntry[];
+  /**
+   * More metadata computed from the write's own result inside its transaction (an idempotency
+   * record that stores the answer). It may throw to abort the write; `read` sees the batch.
+   */
+  kvAfter?: (view: DocView, read: KvRead) => KvEntry[] | Promise<KvEntry[]>;
 }
+
+/** Reads a live kv record as the current transaction sees it (staged entries first, then the store). */
+export type KvRead = (ns: string, key: string) => Promise<KvRecord | undefined>;
 
 export type PullResult =
   | { kind: 'changes'; changes: Change[] }
@@ -481,7 +489,15 @@ export class RegionCore {
       this.stage(tx, change);
       this.counts.localWrites++;
       const doc = (await tx.getDoc(spec.name, key))!;
-      return { view: { key, value: docValue(doc.state), version: tx.applied } as DocView, seq };
+      const view: DocView = { key, value: docValue(doc.state), version: tx.applied };
+      if (options.kvAfter) {
+        const more = await options.kvAfter(view, (ns, k) => this.readInTx(tx, ns, k));
+        if (more.length > 0 && change.payload.kind === 'doc') {
+          change.payload.kv = [...(change.payload.kv ?? []), ...more];
+          this.stageKv(tx, more, hlc);
+        }
+      }
+      return { view, seq };
     });
     if (spec.replication.mode === 'sync') {
       const ok = await this.waitForAcks(spec, seq);
@@ -498,14 +514,35 @@ export class RegionCore {
     return { ...view, version: mergeVersions(view.version, this.applied) };
   }
 
-  /** Writes only replicated metadata (saga state, idempotency records without a document). */
-  async writeKv(entries: KvEntry[]): Promise<VersionVector> {
+  /**
+   * Writes only replicated metadata (saga state, idempotency records without a document). Given a
+   * function, computes the entries inside the transaction (a compare-and-set: it may throw to
+   * abort, and nothing is written when it returns none).
+   */
+  async writeKv(entries: KvEntry[] | ((read: KvRead) => Promise<KvEntry[]>)): Promise<VersionVector> {
     return this.enqueue(async (tx) => {
+      const list =
+        typeof entries === 'function' ? await entries((ns, k) => this.readInTx(tx, ns, k)) : entries;
+      if (list.length === 0) return tx.applied;
       const seq = seqOf(tx.applied, this.region) + 1;
       const hlc = encodeHlc(this.hlc.now());
-      this.stage(tx, { origin: this.region, seq, hlc, payload: { kind: 'kv', entries } });
+      this.stage(tx, { origin: this.region, seq, hlc, payload: { kind: 'kv', entries: list } });
       return tx.applied;
     });
+  }
+
+  /** Deletes kv records whose expiry has passed (idempotency records after their window). */
+  async purgeExpiredKv(): Promise<number> {
+    return this.opts.store.purgeKv(this.opts.clock.nowMs());
+  }
+
+  private async readInTx(tx: BatchTx, ns: string, key: string): Promise<KvRecord | undefined> {
+    for (let i = tx.kv.length - 1; i >= 0; i--) {
+      const r = tx.kv[i]!;
+      if (r.ns === ns && r.key === key) return r.value === null ? undefined : r;
+    }
+    const r = await this.opts.store.getKv(ns, key);
+    return r && r.value !== null ? r : undefined;
   }
 
   async getKv(ns: string, key: string): Promise<KvRecord | undefined> {
@@ -542,13 +579,16 @@ export class RegionCore {
         version: { ...(cur?.version ?? {}), [change.origin]: change.seq },
       });
     }
-    const entries = p.kind === 'doc' ? (p.kv ?? []) : p.kind === 'kv' ? p.entries : [];
+    this.stageKv(tx, p.kind === 'doc' ? (p.kv ?? []) : p.kind === 'kv' ? p.entries : [], change.hlc);
+    return conflict;
+  }
+
+  private stageKv(tx: BatchTx, entries: readonly KvEntry[], hlc: string): void {
     for (const e of entries) {
-      const rec: KvRecord = { ns: e.ns, key: e.key, value: e.value, hlc: change.hlc };
+      const rec: KvRecord = { ns: e.ns, key: e.key, value: e.value, hlc };
       if (e.expiresAtMs !== undefined) rec.expiresAtMs = e.expiresAtMs;
       tx.kv.push(rec);
     }
-    return conflict;
   }
 
   private enqueue<T>(run: (tx: BatchTx) => Promise<T>): Promise<T> {
