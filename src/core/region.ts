@@ -689,8 +689,14 @@ export class RegionCore {
    * resident collections withheld from regions outside their residency), or a snapshot when our log
    * no longer reaches back to its cursor.
    */
-  async pull(peer: RegionId, have: VersionVector, limit = 1000): Promise<PullResult> {
-    this.noteAck(peer, have);
+  async pull(
+    peer: RegionId,
+    have: VersionVector,
+    limit = 1000,
+    options: { ack?: boolean } = {},
+  ): Promise<PullResult> {
+    // A push stream reads on from what it has *sent*, which the peer has not yet applied: no ack then.
+    if (options.ack !== false) this.noteAck(peer, have);
     const needsSnapshot = Object.entries(this.truncated).some(([origin, t]) => seqOf(have, origin) < t);
     if (needsSnapshot) {
       const snap = await this.opts.store.snapshot();
