@@ -119,6 +119,10 @@ describe('openGeoIp with the bundled CC0 database', () => {
     assert.deepEqual(geo.locate('::ffff:81.2.69.160'), { lat: c.GB?.lat, lon: c.GB?.lon, source: 'mmdb' });
     assert.deepEqual(geo.locate('127.0.1.1'), { lat: 38.9, lon: -77, source: 'override' });
     assert.equal(geo.locate('127.0.9.1'), undefined);
+    assert.equal(geo.locateNetwork('127.0.1.1')?.prefixLength, 24);
+    // The mmdb's own network width, counted in IPv4 bits for an IPv4 address.
+    const p = geo.locateNetwork('133.11.0.1')?.prefixLength ?? -1;
+    assert.ok(p >= 8 && p <= 24, String(p));
     assert.equal(geo.locate('10.0.0.1'), undefined);
   });
 

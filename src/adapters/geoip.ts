@@ -22,6 +22,18 @@ export interface GeoIp {
   locate(ip: string): GeoLocation | undefined;
 }
 
+/** A located network: where it is, and how many leading bits of the address the answer holds for. */
+export interface GeoNetwork {
+  location: GeoLocation;
+  /** Length of the matching override or mmdb network (the RFC 7871 scope a DNS answer may claim). */
+  prefixLength: number;
+}
+
+/** A GeoIp that also says how wide the matching network is (the GeoDNS server needs it for ECS). */
+export interface NetworkGeoIp extends GeoIp {
+  locateNetwork(ip: string): GeoNetwork | undefined;
+}
+
 /** The bundled CC0 database (country level, IPv4 and IPv6), from @ip-location-db/geo-whois-asn-country-mmdb. */
 export function defaultMmdbPath(): string {
   return join(
@@ -205,38 +217,40 @@ interface Override {
  */
 export function makeGeoIp(
   overrides: MeridianConfig['geoip']['overrides'],
-  reader: Pick<Reader<Response>, 'get'> | undefined,
+  reader: Pick<Reader<Response>, 'getWithPrefixLength'> | undefined,
   centroids: Centroids = countryCentroids(),
-): GeoIp {
+): NetworkGeoIp {
   // Longest prefix first, so the most specific override wins whatever the config order.
   const table: Override[] = overrides
     .map((o) => ({ block: parseCidr(o.cidr), lat: o.lat, lon: o.lon }))
     .sort((a, b) => b.block.prefix - a.block.prefix);
-  const cache = new Map<string, GeoLocation | undefined>();
-  return {
-    locate(ip: string): GeoLocation | undefined {
-      const parsed = parseIp(ip);
-      if (!parsed) return undefined;
-      for (const o of table) {
-        if (cidrContains(o.block, parsed)) return { lat: o.lat, lon: o.lon, source: 'override' };
+  const cache = new Map<string, GeoNetwork | undefined>();
+  const locateNetwork = (ip: string): GeoNetwork | undefined => {
+    const parsed = parseIp(ip);
+    if (!parsed) return undefined;
+    for (const o of table) {
+      if (cidrContains(o.block, parsed)) {
+        return { location: { lat: o.lat, lon: o.lon, source: 'override' }, prefixLength: o.block.prefix };
       }
-      if (!reader) return undefined;
-      const key = normalizeIp(ip);
-      if (key === undefined) return undefined;
-      if (cache.has(key)) return cache.get(key);
-      let found: GeoLocation | undefined;
-      try {
-        const rec = reader.get(key) as MmdbRecord | null;
-        found = rec ? fromRecord(rec, centroids) : undefined;
-      } catch {
-        found = undefined;
-      }
-      // Bounded: a resolver population is large but repeats; drop everything rather than track LRU.
-      if (cache.size >= 10_000) cache.clear();
-      cache.set(key, found);
-      return found;
-    },
+    }
+    if (!reader) return undefined;
+    const key = normalizeIp(ip);
+    if (key === undefined) return undefined;
+    if (cache.has(key)) return cache.get(key);
+    let found: GeoNetwork | undefined;
+    try {
+      const [rec, prefixLength] = reader.getWithPrefixLength(key) as [MmdbRecord | null, number];
+      const location = rec ? fromRecord(rec, centroids) : undefined;
+      found = location ? { location, prefixLength } : undefined;
+    } catch {
+      found = undefined;
+    }
+    // Bounded: a resolver population is large but repeats; dropping everything is cheaper than an LRU.
+    if (cache.size >= 10_000) cache.clear();
+    cache.set(key, found);
+    return found;
   };
+  return { locateNetwork, locate: (ip) => locateNetwork(ip)?.location };
 }
 
 /**
@@ -246,7 +260,7 @@ export function makeGeoIp(
  * const geo = await openGeoIp(cfg.geoip);
  * geo.locate('8.8.8.8'); // { lat: 41.85, lon: -87.65, source: 'mmdb' } (US)
  */
-export async function openGeoIp(cfg: MeridianConfig['geoip']): Promise<GeoIp> {
+export async function openGeoIp(cfg: MeridianConfig['geoip']): Promise<NetworkGeoIp> {
   const path = cfg.mmdb ?? defaultMmdbPath();
   let reader: Reader<Response>;
   try {
