@@ -106,6 +106,20 @@ const store = z.discriminatedUnion('kind', [
   }),
 ]);
 
+/** Region-to-region streams and change-log retention of region nodes. */
+const replicationSettings = z.object({
+  /** A stream sends a heartbeat this often; a receiver that hears nothing for 3x this reconnects. */
+  heartbeatMs: z.number().int().positive().default(1000),
+  /** Reconnection backoff: doubles from min to max, with full jitter. */
+  reconnectMinMs: z.number().int().positive().default(100),
+  reconnectMaxMs: z.number().int().positive().default(5000),
+  /** Changes per origin kept in the log even when every peer has acknowledged them. */
+  logKeep: z.number().int().nonnegative().default(1000),
+  /** Changes per origin kept at most: beyond this a lagging peer gets a snapshot instead. */
+  logMaxRetain: z.number().int().positive().default(100_000),
+  compactIntervalMs: z.number().int().positive().default(10_000),
+});
+
 export const configSchema = z.object({
   cluster: z
     .object({
@@ -140,6 +154,14 @@ export const configSchema = z.object({
     ttl: 60,
     multivalue: 1,
     addresses: {},
+  }),
+  replication: replicationSettings.default({
+    heartbeatMs: 1000,
+    reconnectMinMs: 100,
+    reconnectMaxMs: 5000,
+    logKeep: 1000,
+    logMaxRetain: 100_000,
+    compactIntervalMs: 10_000,
   }),
   /** Per-request limits and timeouts of region nodes. */
   node: z
