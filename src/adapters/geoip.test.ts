@@ -94,7 +94,7 @@ describe('makeGeoIp', () => {
     };
     const geo = makeGeoIp(
       [],
-      { get: (ip: string) => (records[ip] ?? null) as never },
+      { getWithPrefixLength: (ip: string) => [records[ip] ?? null, 24] as never },
       {
         JP: { lat: 35, lon: 139 },
         FR: { lat: 48, lon: 2 },
