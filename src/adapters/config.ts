@@ -97,7 +97,12 @@ const dns = z.object({
 
 const store = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('memory') }),
-  z.object({ kind: z.literal('sqlite'), dir: z.string().default('.meridian/data') }),
+  z.object({
+    kind: z.literal('sqlite'),
+    dir: z.string().default('.meridian/data'),
+    /** normal: survives a killed process; full: also a power cut (one fsync per group commit). */
+    synchronous: z.enum(['normal', 'full']).default('normal'),
+  }),
   z.object({
     kind: z.literal('postgres'),
     url: z.string().default('postgres://postgres@127.0.0.1:5432/postgres'),
@@ -137,7 +142,7 @@ export const configSchema = z.object({
   }),
   regions: z.array(region).min(1),
   collections: z.array(collection).default([]),
-  store: store.default({ kind: 'sqlite', dir: '.meridian/data' }),
+  store: store.default({ kind: 'sqlite', dir: '.meridian/data', synchronous: 'normal' }),
   edge: edge.default({
     policy: 'latency',
     weights: {},
