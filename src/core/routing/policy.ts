@@ -100,7 +100,14 @@ export function rankRegions(
       const total = sorted.reduce((s, r) => s + weightOf(r), 0);
       if (total <= 0) return sorted;
       let point = random * total;
-      const pick = sorted.find((r) => (point -= weightOf(r)) < 0) ?? sorted[sorted.length - 1]!;
+      let pick = sorted[sorted.length - 1]!;
+      for (const r of sorted) {
+        point -= weightOf(r);
+        if (point < 0) {
+          pick = r;
+          break;
+        }
+      }
       return [pick, ...sorted.filter((r) => r !== pick)];
     }
   }
@@ -150,6 +157,6 @@ function withSticky(plan: RoutePlan, regions: readonly RegionView[], query: Rout
   const sticky = query.stickyRegion;
   if (sticky === undefined) return plan;
   const view = regions.find((r) => r.id === sticky);
-  if (!view || view.status !== 'up') return plan;
+  if (view?.status !== 'up') return plan;
   return { order: [sticky, ...plan.order.filter((id) => id !== sticky)], reason: 'sticky', panic: false };
 }
