@@ -305,6 +305,12 @@ export class RegionCore {
     return { key, value: docValue(doc.state), version };
   }
 
+  /** The home region of a pinned document as this region knows it (undefined: not seen here). */
+  async homeOf(collection: string, key: string): Promise<RegionId | undefined> {
+    const doc = await this.opts.store.getDoc(collection, key);
+    return doc?.state.t === 'reg' ? doc.state.home : undefined;
+  }
+
   /** The version an answer reflects: ours merged with the caller's token. */
   answerVersion(sent?: VersionVector): VersionVector {
     return sent ? mergeVersions(this.applied, sent) : this.applied;
