@@ -144,3 +144,8 @@ function safeDecode(token: string | undefined): VersionVector | undefined {
     return undefined;
   }
 }
+
+/** The token if it decodes, else undefined (a stale or forged cookie must not break reads). */
+export function validToken(token: string | undefined): string | undefined {
+  return safeDecode(token) ? token : undefined;
+}

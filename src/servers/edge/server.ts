@@ -1,0 +1,395 @@
+/**
+ * The edge: a reverse proxy for the /v1 surface that picks a region per request (policy, health,
+ * stickiness), retries idempotent failures once, replays 421/503 redirections once, and gives
+ * browsers read-your-writes through two cookies. Decisions live in src/core/routing; this file is
+ * the I/O around them.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pipeline } from 'node:stream';
+import { type Logger, pino } from 'pino';
+import type { Dispatcher } from 'undici';
+import { type MeridianConfig, regionConfig } from '../../adapters/config.js';
+import { type GeoIp, parseClientLocation } from '../../adapters/geoip.js';
+import { systemClock, systemRandom } from '../../adapters/system.js';
+import { isMeridianError, MeridianError } from '../../core/errors.js';
+import type { LatLon } from '../../core/geo.js';
+import type { HealthEvent } from '../../core/health.js';
+import type { Clock, Random } from '../../core/ports.js';
+import {
+  decodeSticky,
+  formatRoute,
+  isIdempotent,
+  isWrite,
+  mergeTokens,
+  type NextStep,
+  type RegionStatus,
+  type RegionTransition,
+  RequestAttempt,
+  type RouteReason,
+  RoutingTable,
+  readCookie,
+  rywCookies,
+  STICKY_COOKIE,
+  type UpstreamOutcome,
+  VERSION_COOKIE,
+  validToken,
+} from '../../core/routing/index.js';
+import type { RegionId } from '../../core/types.js';
+import { edgeMetrics } from './metrics.js';
+import { startProber } from './prober.js';
+import { closeUpstreams, openUpstreams, type Upstream, type UpstreamOptions } from './upstreams.js';
+
+export interface EdgeOptions {
+  config: MeridianConfig;
+  /** The region whose `edge` entry this process serves. */
+  edgeId: RegionId;
+  /** Default: the region's `edge.listen`. Tests pass port 0. */
+  listen?: { host: string; port: number };
+  /** Client IP -> location for the geo policy; without it, clients without the header count as local. */
+  geoIp?: GeoIp;
+  upstream?: Partial<UpstreamOptions>;
+  logger?: Logger;
+  clock?: Clock;
+  random?: Random;
+}
+
+/** What tests, the bench and the lab can watch: each request leaving for a region, each health change. */
+export type EdgeEvent =
+  | { kind: 'dispatch'; region: RegionId; method: string; path: string; reason: RouteReason; atMs: number }
+  | { kind: 'outcome'; region: RegionId; outcome: UpstreamOutcome; atMs: number }
+  | { kind: 'transition'; transition: RegionTransition };
+
+export interface EdgeStatus {
+  edge: RegionId;
+  policy: MeridianConfig['edge']['policy'];
+  regions: (RegionStatus & { url: string })[];
+}
+
+export interface Edge {
+  id: RegionId;
+  /** http://host:port the edge listens on. */
+  url: string;
+  table: RoutingTable;
+  status(): EdgeStatus;
+  /** Subscribes to edge events; returns the unsubscribe function. */
+  on(listener: (e: EdgeEvent) => void): () => void;
+  close(): Promise<void>;
+}
+
+// Hop-by-hop headers (RFC 9110 7.6.1) and those the proxy sets itself.
+const HOP_REQUEST = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'host',
+  'content-length',
+  'expect',
+]);
+const HOP_RESPONSE = [
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+];
+
+type Headers = Record<string, string | string[]>;
+
+function firstHeader(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function clientIp(req: IncomingMessage): string {
+  const ip = req.socket.remoteAddress ?? '';
+  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+}
+
+/** Reads a request body into one buffer, refusing more than `maxBytes` (bodies are replayable). */
+function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (declared > maxBytes) {
+    return Promise.reject(new MeridianError('too_large', `request body over ${maxBytes} bytes`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > maxBytes) {
+        req.removeAllListeners('data');
+        req.resume();
+        reject(new MeridianError('too_large', `request body over ${maxBytes} bytes`));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    req.once('error', reject);
+  });
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || (Number(req.headers['content-length']) || 0) > 0;
+}
+
+/**
+ * Starts an edge: opens pools to every region, runs the first probe round (bounded by the probe
+ * timeout) so the first request is already routed on health, then listens.
+ * @example
+ * const edge = await startEdge({ config: loadConfig('meridian.yaml'), edgeId: 'eu-west-1', geoIp });
+ * // curl -i http://127.0.2.1:8080/v1/settings/theme  ->  Meridian-Route: policy=latency; region=eu-west-1; reason=lowest-latency
+ */
+export async function startEdge(options: EdgeOptions): Promise<Edge> {
+  const cfg = options.config;
+  const edgeId = options.edgeId;
+  const self = regionConfig(cfg, edgeId);
+  const listen = options.listen ?? self.edge?.listen;
+  if (!listen) {
+    throw new MeridianError('bad_request', `region '${edgeId}' has no edge entry in the configuration`);
+  }
+  const clock = options.clock ?? systemClock;
+  const random = options.random ?? systemRandom;
+  const log = options.logger ?? pino({ level: 'silent' });
+  const edgeCfg = cfg.edge;
+  const policy = edgeCfg.policy;
+  const table = new RoutingTable(
+    cfg.regions.map((r) => ({ id: r.id, lat: r.lat, lon: r.lon })),
+    { config: edgeCfg, edgeLocation: { lat: self.lat, lon: self.lon } },
+    { fall: edgeCfg.health.fall, rise: edgeCfg.health.rise },
+    clock.nowMs(),
+  );
+  const known = (r: RegionId): boolean => table.has(r);
+  const isUp = (r: RegionId): boolean => table.isUp(r);
+  const upstreams = openUpstreams(cfg, edgeId, options.upstream);
+  const metrics = edgeMetrics(edgeId, table);
+  const listeners = new Set<(e: EdgeEvent) => void>();
+  const emit = (e: EdgeEvent): void => {
+    for (const l of listeners) l(e);
+  };
+
+  const observe = (region: RegionId, ev: HealthEvent): void => {
+    const t = table.observe(region, ev, clock.nowMs());
+    if (t) {
+      metrics.transitions.inc({ region, to: t.to });
+      log.warn({ region, from: t.from, to: t.to, reason: t.reason }, `region ${region} is ${t.to}`);
+      emit({ kind: 'transition', transition: t });
+    }
+  };
+
+  const locate = (req: IncomingMessage): LatLon | undefined =>
+    parseClientLocation(req.headers['meridian-client-location']) ?? options.geoIp?.locate(clientIp(req));
+
+  const status = (): EdgeStatus => ({
+    edge: edgeId,
+    policy,
+    regions: table.snapshot().map((s) => ({ ...s, url: upstreams.get(s.region)!.url })),
+  });
+
+  function sendJson(res: ServerResponse, code: number, body: unknown, extra: Headers = {}): void {
+    const text = JSON.stringify(body);
+    res.writeHead(code, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(text),
+      'meridian-edge': edgeId,
+      ...extra,
+    });
+    res.end(text);
+  }
+
+  function sendError(res: ServerResponse, e: unknown, extra: Headers = {}): void {
+    const err = isMeridianError(e) ? e : new MeridianError('internal', (e as Error).message ?? String(e));
+    if (err.code === 'internal') log.error({ err: e }, 'edge error');
+    if (err.code === 'too_large') extra = { ...extra, connection: 'close' };
+    sendJson(res, err.status, err.toBody(), extra);
+  }
+
+  async function local(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendError(res, new MeridianError('not_found', `no route ${req.method} ${path} on the edge`));
+      return;
+    }
+    if (path === '/healthz') {
+      const anyUp = table.regionIds.some(isUp);
+      sendJson(res, anyUp ? 200 : 503, { edge: edgeId, status: anyUp ? 'ok' : 'no-healthy-region' });
+    } else if (path === '/edge/status') {
+      sendJson(res, 200, status());
+    } else if (path === '/metrics') {
+      const text = await metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': metrics.registry.contentType, 'meridian-edge': edgeId });
+      res.end(text);
+    } else {
+      sendError(res, new MeridianError('not_found', `no route ${path} on the edge; the API is under /v1`));
+    }
+  }
+
+  function upstreamHeaders(req: IncomingMessage, write: boolean, cookie: string | undefined): Headers {
+    const out: Headers = {};
+    const h = req.headers;
+    for (const k in h) {
+      const v = h[k];
+      if (v !== undefined && !HOP_REQUEST.has(k)) out[k] = v;
+    }
+    const ip = clientIp(req);
+    const prior = firstHeader(h['x-forwarded-for']);
+    out['x-forwarded-for'] = prior ? `${prior}, ${ip}` : ip;
+    if (!write && h['meridian-min-version'] === undefined) {
+      const token = validToken(readCookie(cookie, VERSION_COOKIE));
+      if (token) out['meridian-min-version'] = token;
+    }
+    return out;
+  }
+
+  function deliver(
+    req: IncomingMessage,
+    res: ServerResponse,
+    up: Dispatcher.ResponseData,
+    attempt: RequestAttempt,
+    write: boolean,
+    cookie: string | undefined,
+    startedMs: number,
+  ): void {
+    const headers = up.headers as Headers;
+    for (const k of HOP_RESPONSE) delete headers[k];
+    headers['meridian-edge'] = edgeId;
+    headers['meridian-route'] = formatRoute(policy, attempt.region, attempt.reason);
+    const code = up.statusCode;
+    if (write && code >= 200 && code < 300) {
+      const token = mergeTokens(
+        validToken(readCookie(cookie, VERSION_COOKIE)),
+        firstHeader(headers['meridian-version']),
+      );
+      const cookies = rywCookies(attempt.region, token, clock.nowMs(), edgeCfg.stickyMs);
+      const prior = headers['set-cookie'];
+      headers['set-cookie'] = prior === undefined ? cookies : [...([] as string[]).concat(prior), ...cookies];
+    }
+    res.writeHead(code, headers);
+    metrics.answers.inc({ reason: attempt.reason, code: `${Math.floor(code / 100)}xx` });
+    metrics.durationSeconds.observe((performance.now() - startedMs) / 1000);
+    if (req.method === 'HEAD') {
+      up.body.dump().catch(() => undefined);
+      res.end();
+      return;
+    }
+    pipeline(up.body, res, () => undefined);
+  }
+
+  async function proxy(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const startedMs = performance.now();
+    const method = req.method ?? 'GET';
+    const path = req.url ?? '/';
+    const body = hasBody(req) ? await readBody(req, edgeCfg.maxBodyBytes) : undefined;
+    const cookie = req.headers.cookie;
+    const write = isWrite(method);
+    const stickyRegion = write
+      ? undefined
+      : decodeSticky(readCookie(cookie, STICKY_COOKIE), clock.nowMs(), known);
+    const plan = table.plan({
+      client: policy === 'geo' ? locate(req) : undefined,
+      stickyRegion,
+      random: random.next(),
+    });
+    const attempt = new RequestAttempt(
+      plan,
+      isIdempotent(method, req.headers['idempotency-key'] !== undefined),
+      known,
+    );
+    const headers = upstreamHeaders(req, write, cookie);
+    let step: NextStep = attempt.first();
+    while (step.kind === 'send') {
+      const region = step.region;
+      const u: Upstream = upstreams.get(region)!;
+      table.dispatched(region);
+      if (listeners.size > 0)
+        emit({ kind: 'dispatch', region, method, path, reason: step.reason, atMs: clock.nowMs() });
+      let up: Dispatcher.ResponseData | undefined;
+      let outcome: UpstreamOutcome;
+      try {
+        up = await u.pool.request({ method: method as Dispatcher.HttpMethod, path, headers, body });
+        outcome = {
+          kind: 'answer',
+          status: up.statusCode,
+          replayHeader: firstHeader(up.headers['meridian-replay']),
+        };
+      } catch (e) {
+        const err = e as Error & { code?: string };
+        outcome = { kind: 'error', reason: err.code ?? err.message };
+      }
+      if (listeners.size > 0) emit({ kind: 'outcome', region, outcome, atMs: clock.nowMs() });
+      const verdict = attempt.verdict(outcome);
+      if (verdict === 'failed') {
+        observe(region, {
+          kind: 'request-failed',
+          reason: outcome.kind === 'error' ? outcome.reason : `answered ${outcome.status}`,
+        });
+      } else if (verdict === 'ok') {
+        observe(region, { kind: 'request-ok' });
+      }
+      step = attempt.next(outcome, isUp);
+      if (step.kind === 'deliver' && up) {
+        deliver(req, res, up, attempt, write, cookie, startedMs);
+        return;
+      }
+      if (up) up.body.dump().catch(() => undefined);
+    }
+    const message = step.kind === 'fail' ? step.reason : 'no answer';
+    metrics.answers.inc({ reason: attempt.reason, code: '5xx' });
+    sendError(res, new MeridianError('unavailable', message, { region: attempt.region }), {
+      'meridian-route': formatRoute(policy, attempt.region, attempt.reason),
+    });
+  }
+
+  const server: Server = createServer((req, res) => {
+    const url = req.url ?? '/';
+    const work = url.startsWith('/v1/') ? proxy(req, res) : local(req, res);
+    work.catch((e: unknown) => {
+      if (!res.headersSent) sendError(res, e);
+      else res.destroy();
+    });
+  });
+  server.keepAliveTimeout = 65_000;
+
+  const prober = startProber(upstreams, edgeCfg.health, (region, ev) => observe(region, ev));
+  // Route the first request on real health, but never wait longer than one probe timeout for it.
+  await Promise.race([
+    prober.firstRound,
+    new Promise((r) => setTimeout(r, edgeCfg.health.timeoutMs + 50).unref()),
+  ]);
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listen.port, listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  log.info({ edge: edgeId, url, policy }, 'edge listening');
+
+  return {
+    id: edgeId,
+    url,
+    table,
+    status,
+    on(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    async close() {
+      prober.stop();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await closeUpstreams(upstreams);
+    },
+  };
+}

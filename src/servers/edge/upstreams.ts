@@ -1,0 +1,66 @@
+/**
+ * Keep-alive connection pools to every region node, one undici Pool per region for traffic and a
+ * one-connection Pool per region for probes (so a probe never queues behind busy traffic and its
+ * RTT measures the network, not the pool).
+ */
+import { Pool } from 'undici';
+import { type MeridianConfig, nodeUrlFrom } from '../../adapters/config.js';
+import type { RegionId } from '../../core/types.js';
+
+export interface UpstreamOptions {
+  /** Most connections the edge keeps open to one region. */
+  connections: number;
+  /** Idle keep-alive sockets are closed after this long. */
+  keepAliveTimeoutMs: number;
+  /** A request with no answer headers after this long is a failure (and may be retried). */
+  headersTimeoutMs: number;
+  bodyTimeoutMs: number;
+}
+
+export const DEFAULT_UPSTREAM: UpstreamOptions = {
+  connections: 256,
+  keepAliveTimeoutMs: 30_000,
+  headersTimeoutMs: 10_000,
+  bodyTimeoutMs: 30_000,
+};
+
+export interface Upstream {
+  region: RegionId;
+  url: string;
+  pool: Pool;
+  probe: Pool;
+}
+
+/** Pools for every region, reached as the edge's region reaches them (through the WAN emulator in the lab). */
+export function openUpstreams(
+  cfg: MeridianConfig,
+  edgeRegion: RegionId,
+  options: Partial<UpstreamOptions> = {},
+): Map<RegionId, Upstream> {
+  const o = { ...DEFAULT_UPSTREAM, ...options } satisfies UpstreamOptions;
+  const out = new Map<RegionId, Upstream>();
+  for (const r of cfg.regions) {
+    const url = new URL(nodeUrlFrom(cfg, edgeRegion, r.id)).origin;
+    out.set(r.id, {
+      region: r.id,
+      url,
+      pool: new Pool(url, {
+        connections: o.connections,
+        pipelining: 1,
+        keepAliveTimeout: o.keepAliveTimeoutMs,
+        headersTimeout: o.headersTimeoutMs,
+        bodyTimeout: o.bodyTimeoutMs,
+      }),
+      probe: new Pool(url, {
+        connections: 1,
+        pipelining: 1,
+        keepAliveTimeout: o.keepAliveTimeoutMs,
+      }),
+    });
+  }
+  return out;
+}
+
+export async function closeUpstreams(upstreams: Map<RegionId, Upstream>): Promise<void> {
+  await Promise.all([...upstreams.values()].flatMap((u) => [u.pool.destroy(), u.probe.destroy()]));
+}
