@@ -20,6 +20,7 @@ export const errorStatus = {
   unavailable: 503,
   sync_timeout: 504,
   clock_skew: 409,
+  insufficient_funds: 409,
 } as const;
 
 export type ErrorCode = keyof typeof errorStatus;
