@@ -1,5 +1,119 @@
-/** `meridian up`: not built yet (see the open issues). */
-export async function run(_argv: string[]): Promise<number> {
-  process.stderr.write('meridian up: not implemented yet\n');
-  return 2;
+/**
+ * `meridian up`: starts the local multi-region lab (what `npm start` runs) and keeps it running
+ * until Ctrl-C or SIGTERM, then stops every process it started.
+ */
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Lab } from '../../lab/lab.js';
+import type { LabStoreKind } from '../../lab/lab-config.js';
+import { parseRegionList } from '../../lab/plan.js';
+
+const USAGE = `usage: meridian up [--regions a,b,c] [--store sqlite|postgres|memory] [--no-traffic] [--rate N] [--dir .meridian]
+  --regions   2 to 10 regions of data/aws-regions.json (default us-east-1,eu-west-1,ap-northeast-1)
+  --store     where region nodes keep data (default sqlite, under .meridian/data)
+  --no-traffic  do not start the traffic generator
+  --rate      traffic generator requests per second (default 8)
+  --dir       the lab's folder: config, admin token, logs, data (default .meridian)
+`;
+
+/** @example await run(['--regions', 'us-east-1,eu-west-1', '--no-traffic']) */
+export async function run(argv: string[]): Promise<number> {
+  let values: {
+    regions?: string;
+    store?: string;
+    'no-traffic'?: boolean;
+    rate?: string;
+    dir?: string;
+    help?: boolean;
+  };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        regions: { type: 'string' },
+        store: { type: 'string' },
+        'no-traffic': { type: 'boolean' },
+        rate: { type: 'string' },
+        dir: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (e) {
+    process.stderr.write(`meridian up: ${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const store = (values.store ?? 'sqlite') as LabStoreKind;
+  if (!['sqlite', 'postgres', 'memory'].includes(store)) {
+    process.stderr.write(`meridian up: --store must be sqlite, postgres or memory\n${USAGE}`);
+    return 2;
+  }
+  const ratePerS = values.rate === undefined ? 8 : Number(values.rate);
+  if (!Number.isFinite(ratePerS) || ratePerS < 0 || ratePerS > 500) {
+    process.stderr.write('meridian up: --rate must be a number from 0 to 500\n');
+    return 2;
+  }
+  let regions: string[];
+  try {
+    regions = parseRegionList(values.regions);
+  } catch (e) {
+    process.stderr.write(`meridian up: ${(e as Error).message}\n`);
+    return 2;
+  }
+  const dir = resolve(values.dir ?? process.env.MERIDIAN_LAB_DIR ?? '.meridian');
+  const log = (line: string) => process.stdout.write(`${line}\n`);
+  log(`meridian lab: ${regions.join(', ')} (store ${store}, folder ${dir})`);
+
+  let lab: Lab | undefined;
+  let stopping: Promise<number> | undefined;
+  const stop = (why: string): Promise<number> => {
+    stopping ??= (async () => {
+      log(`\n${why}: stopping the lab...`);
+      const left = lab ? await lab.stop() : [];
+      if (left.length > 0) {
+        process.stderr.write(`processes still alive after stop: ${left.join(', ')}\n`);
+        return 1;
+      }
+      log('stopped: no process left behind');
+      return 0;
+    })();
+    return stopping;
+  };
+  let signalled: ((code: number) => void) | undefined;
+  const done = new Promise<number>((r) => {
+    signalled = r;
+  });
+  const onSignal = (sig: string) => {
+    void stop(sig).then((code) => signalled?.(code));
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGHUP', () => onSignal('SIGHUP'));
+  // If the lab itself crashes, its children must not outlive it.
+  process.on('exit', () => lab?.killChildrenNow());
+
+  try {
+    lab = await Lab.start({
+      dir,
+      regions,
+      store,
+      traffic: !values['no-traffic'],
+      ratePerS,
+      api: true,
+      log,
+    });
+  } catch (e) {
+    process.stderr.write(`meridian up: ${(e as Error).message}\n`);
+    return 1;
+  }
+  if (stopping) return stopping;
+  log(`\nThe lab is up:\n${lab.endpointTable()}\n`);
+  log(
+    `Try: curl -s -XPUT ${lab.plan.regions[0]?.edgeUrl}/v1/profiles/alice -H 'content-type: application/json' -d '{"name":"Alice"}'`,
+  );
+  log(`     npm run meridian -- chaos kill ${lab.plan.regions[0]?.id}     (Ctrl-C stops everything)`);
+  return done;
 }
