@@ -1,0 +1,6 @@
+/** Sagas: the engine, its retry policy, and the lab's accounts and transfer saga. */
+export * from './accounts.js';
+export * from './engine.js';
+export * from './retry.js';
+export * from './transfer.js';
+export * from './types.js';
