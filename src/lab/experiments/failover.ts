@@ -1,0 +1,236 @@
+/**
+ * Failover: kill a region's node under load and measure what clients and data see.
+ * - RTO: time from the kill until every request through the victim's edge succeeds from another region.
+ * - client errors: failed requests through that edge after the kill.
+ * - RPO: writes the victim acknowledged that no surviving region has once it is declared lost,
+ *   for an async collection (profiles) and a sync one (accounts, acks: majority).
+ * Afterwards the victim is restarted and the missing writes are checked again (they were on its disk).
+ */
+import { randomBytes } from 'node:crypto';
+import type { LabRegion } from '../plan.js';
+import { scatterSvg, table } from '../svg.js';
+import { call, progress, sleep } from './http.js';
+import type { LabTarget } from './target.js';
+
+export interface FailoverOptions {
+  victim?: string;
+  warmupS: number;
+  afterS: number;
+  log: (s: string) => void;
+}
+
+interface ClientReq {
+  tMs: number;
+  endMs: number;
+  status: number;
+  served: string | undefined;
+  latencyMs: number;
+}
+
+interface AckedWrite {
+  collection: 'profiles' | 'accounts';
+  key: string;
+  ackMs: number;
+}
+
+export interface FailoverResult {
+  victim: string;
+  rtoMs: number;
+  clientRequestsAfterKill: number;
+  clientErrors: number;
+  rpo: {
+    collection: string;
+    mode: string;
+    acked: number;
+    missing: number;
+    windowMs: number;
+    recoveredAfterRestart: number;
+  }[];
+  table: string;
+  svg: string;
+}
+
+async function waitUp(r: LabRegion, timeoutMs: number): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if ((await call(`${r.nodeUrl}/healthz`, { timeoutMs: 800 })).status === 200) return true;
+    await sleep(200);
+  }
+  return false;
+}
+
+/** @example await failover(target, { warmupS: 3, afterS: 10, log: console.log }) */
+export async function failover(t: LabTarget, opts: FailoverOptions): Promise<FailoverResult> {
+  const regions = t.plan.regions;
+  const victim = regions.find((r) => r.id === (opts.victim ?? regions[1]?.id));
+  if (!victim) throw new Error(`--victim must be one of ${regions.map((r) => r.id).join(', ')}`);
+  const survivors = regions.filter((r) => r.id !== victim.id);
+  const run = randomBytes(3).toString('hex');
+  const log = opts.log;
+  log(`failover: victim ${victim.id}, survivors ${survivors.map((r) => r.id).join(', ')}, run ${run}`);
+
+  let killAtMs = Number.POSITIVE_INFINITY;
+  let stop = false;
+  const clientReqs: ClientReq[] = [];
+  const acked: AckedWrite[] = [];
+
+  // Clients near the victim keep using its edge, which must route around the dead node.
+  const client = async (n: number) => {
+    let i = 0;
+    while (!stop) {
+      i++;
+      const r =
+        i % 2 === 0
+          ? await call(`${victim.edgeUrl}/v1/settings/fo-${run}-c${n}`, { method: 'PUT', body: { i } })
+          : await call(`${victim.edgeUrl}/v1/settings/fo-${run}-c${n}`);
+      const ok = r.status === 200 || r.status === 404;
+      clientReqs.push({
+        tMs: r.startMs,
+        endMs: r.endMs,
+        status: ok ? r.status : r.status || 0,
+        served: r.served,
+        latencyMs: r.endMs - r.startMs,
+      });
+      await sleep(20);
+    }
+  };
+  // Writers straight at the victim's node: what it acknowledged is what RPO is about.
+  const writer = async (collection: 'profiles' | 'accounts') => {
+    let i = 0;
+    while (!stop && Date.now() < killAtMs + 2000) {
+      i++;
+      const key = `fo-${run}-${collection}-${i}`;
+      const body = collection === 'accounts' ? { balance: i } : { name: key };
+      const r = await call(`${victim.nodeUrl}/v1/${collection}/${key}`, {
+        method: 'PUT',
+        body,
+        timeoutMs: 3000,
+      });
+      if (r.status === 200 && r.endMs <= killAtMs + 50) acked.push({ collection, key, ackMs: r.endMs });
+      if (r.status === 0) await sleep(50);
+    }
+  };
+
+  await t.traffic(false);
+  const tasks = [client(1), client(2), client(3), writer('profiles'), writer('profiles'), writer('accounts')];
+  for (let s = 0; s < opts.warmupS; s++) {
+    progress('warm-up', (s + 1) / opts.warmupS, `${clientReqs.length} requests`);
+    await sleep(1000);
+  }
+  log('');
+  log(`killing ${victim.id}'s node (SIGKILL)...`);
+  killAtMs = Date.now();
+  await t.chaos({ action: 'kill', region: victim.id });
+  for (let s = 0; s < opts.afterS; s++) {
+    await sleep(1000);
+    const errs = clientReqs.filter((r) => r.endMs > killAtMs && r.status !== 200 && r.status !== 404).length;
+    progress('after kill', (s + 1) / opts.afterS, `${errs} client errors so far`);
+  }
+  log('');
+  stop = true;
+  await Promise.all(tasks);
+  const declaredLostMs = Date.now();
+
+  const after = clientReqs.filter((r) => r.endMs > killAtMs).sort((a, b) => a.endMs - b.endMs);
+  const bad = (r: ClientReq) => !(r.status === 200 || r.status === 404) || r.served === victim.id;
+  const lastBad = [...after].reverse().find(bad);
+  const firstGood = after.find((r) => !bad(r));
+  const rtoMs = lastBad ? lastBad.endMs - killAtMs : firstGood ? firstGood.endMs - killAtMs : Number.NaN;
+  const clientErrors = after.filter((r) => !(r.status === 200 || r.status === 404)).length;
+
+  log(`checking ${acked.length} acknowledged writes in ${survivors.map((r) => r.id).join(', ')}...`);
+  const present = async (w: AckedWrite): Promise<boolean> => {
+    for (const s of survivors) {
+      const r = await call(`${s.nodeUrl}/v1/${w.collection}/${w.key}`, { timeoutMs: 3000 });
+      if (r.status === 200) return true;
+    }
+    return false;
+  };
+  const missing: AckedWrite[] = [];
+  for (const [i, w] of acked.entries()) {
+    if (!(await present(w))) missing.push(w);
+    if (i % 200 === 0) progress('RPO check', (i + 1) / acked.length);
+  }
+  progress('RPO check', 1);
+  log('');
+
+  log(`restarting ${victim.id} and checking the missing writes again...`);
+  await t.chaos({ action: 'restart', region: victim.id });
+  await waitUp(victim, 20_000);
+  await sleep(3000);
+  const recovered = new Map<string, number>();
+  for (const w of missing) {
+    if (await present(w)) recovered.set(w.collection, (recovered.get(w.collection) ?? 0) + 1);
+  }
+  await t.traffic(true);
+
+  const rpo = (['profiles', 'accounts'] as const).map((c) => {
+    const a = acked.filter((w) => w.collection === c);
+    const m = missing.filter((w) => w.collection === c);
+    const oldest = m.reduce((min, w) => Math.min(min, w.ackMs), Number.POSITIVE_INFINITY);
+    return {
+      collection: c,
+      mode: c === 'accounts' ? 'sync (majority)' : 'async',
+      acked: a.length,
+      missing: m.length,
+      windowMs: m.length > 0 ? killAtMs - oldest : 0,
+      recoveredAfterRestart: recovered.get(c) ?? 0,
+    };
+  });
+
+  const tbl = [
+    table(
+      ['measure', 'value'],
+      [
+        ['victim', victim.id],
+        ['RTO: kill -> all requests served elsewhere', `${Math.round(rtoMs)} ms`],
+        ['requests through victim edge after kill', after.length],
+        ['client errors after kill', clientErrors],
+        ['declared lost after', `${Math.round((declaredLostMs - killAtMs) / 1000)} s`],
+      ],
+    ),
+    table(
+      ['collection', 'replication', 'acked writes', 'lost (RPO)', 'RPO window ms', 'back after restart'],
+      rpo.map((r) => [
+        r.collection,
+        r.mode,
+        r.acked,
+        r.missing,
+        Math.round(r.windowMs),
+        r.recoveredAfterRestart,
+      ]),
+    ),
+  ].join('\n\n');
+
+  const byServed = new Map<string, [number, number][]>();
+  const errors: [number, number][] = [];
+  for (const r of clientReqs) {
+    const x = (r.endMs - killAtMs) / 1000;
+    if (!(r.status === 200 || r.status === 404)) errors.push([x, r.latencyMs]);
+    else {
+      const k = `served by ${r.served ?? '?'}`;
+      if (!byServed.has(k)) byServed.set(k, []);
+      byServed.get(k)?.push([x, r.latencyMs]);
+    }
+  }
+  const series = [...byServed].map(([name, points]) => ({ name, points }));
+  series.push({ name: 'client errors', points: errors, color: '#d62728' } as (typeof series)[number]);
+  const svg = scatterSvg(
+    `Failover: ${victim.id}'s node killed under load (requests through its edge)`,
+    series,
+    {
+      xLabel: 'seconds since the kill',
+      yLabel: 'request latency (ms)',
+      markers: [{ x: 0, label: `kill; RTO ${Math.round(rtoMs)} ms` }],
+    },
+  );
+  return {
+    victim: victim.id,
+    rtoMs,
+    clientRequestsAfterKill: after.length,
+    clientErrors,
+    rpo,
+    table: tbl,
+    svg,
+  };
+}
