@@ -112,7 +112,13 @@ export class SagaEngine {
   async start(
     type: string,
     input: Json,
-    options: { id: string; mode?: SagaMode; extra?: (saga: SagaRecord) => KvEntry[] },
+    options: {
+      id: string;
+      mode?: SagaMode;
+      extra?: (saga: SagaRecord) => KvEntry[];
+      /** Runs inside the transaction first; may throw to abort (an idempotency re-check). */
+      guard?: (read: KvRead) => Promise<void>;
+    },
   ): Promise<{ saga: SagaRecord; created: boolean }> {
     const def = this.definition(type);
     def.validate?.(input);
@@ -136,6 +142,7 @@ export class SagaEngine {
     };
     let existing: SagaRecord | undefined;
     await this.opts.kv.writeKv(async (read) => {
+      await options.guard?.(read);
       existing = asSaga((await read(SAGA_NS, options.id))?.value);
       if (existing) return [];
       return [sagaEntry(fresh), ...(options.extra?.(fresh) ?? [])];
@@ -436,6 +443,7 @@ export class SagaEngine {
     return {
       sagaId: saga.id,
       type: saga.type,
+      mode: saga.mode,
       input: saga.input,
       step: rec.name,
       attempt,

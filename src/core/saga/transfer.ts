@@ -28,11 +28,17 @@ export function parseTransfer(input: Json): TransferInput {
 
 /**
  * @example
- * engine.register(transferSaga(new Accounts(core, keys)));            // choreography: local calls
- * engine.register(transferSaga(httpAccountOps, 'orchestration'));    // a coordinator over HTTP
+ * engine.register(transferSaga(new Accounts(core, keys)));
+ * engine.register(transferSaga((mode) => (mode === 'choreography' ? localOps : httpOps)));
  */
-export function transferSaga(ops: AccountOps, mode: SagaMode = 'orchestration'): SagaDefinition {
+export function transferSaga(
+  accountOps: AccountOps | ((mode: SagaMode) => AccountOps),
+  mode: SagaMode = 'orchestration',
+): SagaDefinition {
   const t = (ctx: StepContext) => parseTransfer(ctx.input);
+  // A coordinator may reach accounts over the network; a choreographed step runs where it is.
+  const forMode = (ctx: StepContext) =>
+    typeof accountOps === 'function' ? accountOps(ctx.mode) : accountOps;
   return {
     type: 'transfer',
     mode,
@@ -40,19 +46,19 @@ export function transferSaga(ops: AccountOps, mode: SagaMode = 'orchestration'):
     steps: [
       {
         name: 'debit',
-        action: (ctx) => ops.apply(t(ctx).from, -t(ctx).amount, ctx.idempotencyKey),
+        action: (ctx) => forMode(ctx).apply(t(ctx).from, -t(ctx).amount, ctx.idempotencyKey),
         // The refund: its own derived key (`…:debit:compensate`), retried until it succeeds.
-        compensate: (ctx) => ops.apply(t(ctx).from, t(ctx).amount, ctx.idempotencyKey),
+        compensate: (ctx) => forMode(ctx).apply(t(ctx).from, t(ctx).amount, ctx.idempotencyKey),
         settle: async (ctx) => {
-          const r = await ops.fence(t(ctx).from, ctx.idempotencyKey);
+          const r = await forMode(ctx).fence(t(ctx).from, ctx.idempotencyKey);
           return settled(r);
         },
       },
       {
         name: 'credit',
-        action: (ctx) => ops.apply(t(ctx).to, t(ctx).amount, ctx.idempotencyKey),
-        compensate: (ctx) => ops.apply(t(ctx).to, -t(ctx).amount, ctx.idempotencyKey),
-        settle: async (ctx) => settled(await ops.fence(t(ctx).to, ctx.idempotencyKey)),
+        action: (ctx) => forMode(ctx).apply(t(ctx).to, t(ctx).amount, ctx.idempotencyKey),
+        compensate: (ctx) => forMode(ctx).apply(t(ctx).to, -t(ctx).amount, ctx.idempotencyKey),
+        settle: async (ctx) => settled(await forMode(ctx).fence(t(ctx).to, ctx.idempotencyKey)),
       },
     ],
   };

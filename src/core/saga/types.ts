@@ -59,6 +59,7 @@ export interface SagaRecord {
 export interface StepContext {
   sagaId: string;
   type: string;
+  mode: SagaMode;
   input: Json;
   step: string;
   attempt: number;
