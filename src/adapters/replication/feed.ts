@@ -1,0 +1,166 @@
+/**
+ * The sending side of one replication stream: catch-up from the peer's cursor, then live changes
+ * as they commit, then heartbeats when idle. Live changes are sent straight from the commit
+ * notification while they follow on from what was sent; after a gap or overflow it reads the
+ * log again, which is the source of truth.
+ */
+import type { Change } from '../../core/change.js';
+import type { RegionCore } from '../../core/region.js';
+import type { RegionId } from '../../core/types.js';
+import { mergeVersions, seqOf, type VersionVector } from '../../core/version.js';
+import { encodeMessage, type StreamMessage } from './protocol.js';
+
+/** Where the feed writes: an HTTP response in the node, an array in unit tests. */
+export interface FeedSink {
+  /** Returns false when the consumer is slow; the feed then waits for `drained()`. */
+  write(chunk: string): boolean;
+  drained(): Promise<void>;
+}
+
+export interface PeerFeedOptions {
+  heartbeatMs: number;
+  /** Live changes buffered at most before falling back to reading the log (default 20,000). */
+  maxPending?: number;
+  /** Changes per catch-up message (default 1000). */
+  batchLimit?: number;
+  nowMs?: () => number;
+}
+
+/**
+ * @example
+ *   const feed = new PeerFeed(core, 'eu-west-1', have, sink, { heartbeatMs: 1000 });
+ *   req.on('close', () => feed.close());
+ *   await feed.run();
+ */
+export class PeerFeed {
+  private sent: VersionVector;
+  private pending: Change[] = [];
+  private needPull = true;
+  private stopped = false;
+  private wake: (() => void) | undefined;
+  private lastWriteMs = 0;
+  private readonly maxPending: number;
+  private readonly batchLimit: number;
+  private readonly nowMs: () => number;
+  /** Changes handed to the sink, for metrics and tests. */
+  sentChanges = 0;
+
+  constructor(
+    private readonly core: RegionCore,
+    readonly peer: RegionId,
+    private readonly have: VersionVector,
+    private readonly sink: FeedSink,
+    private readonly options: PeerFeedOptions,
+  ) {
+    this.sent = have;
+    this.maxPending = options.maxPending ?? 20_000;
+    this.batchLimit = options.batchLimit ?? 1000;
+    this.nowMs = options.nowMs ?? Date.now;
+  }
+
+  close(): void {
+    this.stopped = true;
+    this.wake?.();
+  }
+
+  get closed(): boolean {
+    return this.stopped;
+  }
+
+  async run(): Promise<void> {
+    const unsubscribe = this.core.subscribe((changes) => {
+      if (this.stopped) return;
+      for (const c of changes) this.pending.push(c);
+      if (this.pending.length > this.maxPending) {
+        this.pending = [];
+        this.needPull = true;
+      }
+      this.wake?.();
+    });
+    let first = true;
+    try {
+      await this.send({
+        t: 'hello',
+        region: this.core.region,
+        version: this.core.version,
+        heartbeatMs: this.options.heartbeatMs,
+      });
+      while (!this.stopped) {
+        if (this.needPull) {
+          // Only the first read uses the peer's own cursor, which is what it has durably applied.
+          const res = await this.core.pull(this.peer, first ? this.have : this.sent, this.batchLimit, {
+            ack: first,
+          });
+          first = false;
+          if (res.kind === 'snapshot') {
+            await this.send({ t: 'snapshot', snapshot: res.snapshot, omitted: res.omittedCollections });
+            this.sent = mergeVersions(this.sent, res.snapshot.applied);
+            continue;
+          }
+          if (res.changes.length === 0) {
+            this.needPull = false;
+            continue;
+          }
+          await this.sendChanges(res.changes);
+          continue;
+        }
+        const batch = this.pending;
+        this.pending = [];
+        if (batch.length > 0) {
+          const out: Change[] = [];
+          for (const c of batch) {
+            const have = seqOf(this.sent, c.origin);
+            if (c.seq <= have) continue;
+            if (c.seq !== have + 1) {
+              this.needPull = true;
+              break;
+            }
+            out.push(c);
+            this.sent = { ...this.sent, [c.origin]: c.seq };
+          }
+          await this.sendFiltered(out);
+          continue;
+        }
+        const idleMs = this.options.heartbeatMs - (this.nowMs() - this.lastWriteMs);
+        if (idleMs <= 0) {
+          await this.send({ t: 'hb', version: this.core.version, atMs: this.nowMs() });
+          continue;
+        }
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(done, idleMs);
+          function done() {
+            clearTimeout(timer);
+            resolve();
+          }
+          this.wake = done;
+        });
+        this.wake = undefined;
+      }
+    } finally {
+      unsubscribe();
+      this.stopped = true;
+    }
+  }
+
+  /** Advances the cursor over changes read from the log and sends those the peer should get. */
+  private async sendChanges(changes: readonly Change[]): Promise<void> {
+    let sent = this.sent;
+    for (const c of changes) if (c.seq > seqOf(sent, c.origin)) sent = { ...sent, [c.origin]: c.seq };
+    this.sent = sent;
+    await this.sendFiltered(changes);
+  }
+
+  private async sendFiltered(changes: readonly Change[]): Promise<void> {
+    // The peer already has its own changes; residency filtering happens per change.
+    const out = changes.filter((c) => c.origin !== this.peer).map((c) => this.core.forPeer(c, this.peer));
+    if (out.length === 0) return;
+    this.sentChanges += out.length;
+    await this.send({ t: 'changes', changes: out });
+  }
+
+  private async send(m: StreamMessage): Promise<void> {
+    if (this.stopped) return;
+    this.lastWriteMs = this.nowMs();
+    if (!this.sink.write(encodeMessage(m))) await this.sink.drained();
+  }
+}

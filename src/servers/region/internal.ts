@@ -1,0 +1,121 @@
+/**
+ * Region-to-region routes under /internal/: the replication stream, acknowledgements and a status
+ * view. Every one needs `Authorization: Bearer <clusterSecret>`; without it: 401, nothing changes.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { PeerFeed } from '../../adapters/replication/feed.js';
+import {
+  ACK_PATH,
+  NDJSON,
+  PEER_HEADER,
+  parseAck,
+  STATUS_PATH,
+  STREAM_PATH,
+} from '../../adapters/replication/protocol.js';
+import { MeridianError } from '../../core/errors.js';
+import type { RegionId } from '../../core/types.js';
+import { decodeToken, encodeToken } from '../../core/version.js';
+import type { RegionNodeContext } from './context.js';
+import { H } from './headers.js';
+
+export interface InternalStatusExtra {
+  /** Filled in by the node: inbound links, compaction state. */
+  extra?: () => Record<string, unknown>;
+}
+
+/** Constant-time comparison of the bearer token with the cluster secret. */
+export function hasClusterSecret(req: FastifyRequest, secret: string): boolean {
+  const auth = req.headers.authorization;
+  if (typeof auth !== 'string' || !auth.startsWith('Bearer ')) return false;
+  const got = Buffer.from(auth.slice(7));
+  const want = Buffer.from(secret);
+  return got.length === want.length && timingSafeEqual(got, want);
+}
+
+function knownPeer(node: RegionNodeContext, raw: unknown, what: string): RegionId {
+  const id = typeof raw === 'string' ? raw : undefined;
+  if (!id || id === node.region || !node.cfg.regions.some((r) => r.id === id)) {
+    throw new MeridianError(
+      'bad_request',
+      `${what}: '${String(raw)}' is not a peer region of ${node.region}`,
+    );
+  }
+  return id;
+}
+
+export function registerInternalRoutes(
+  app: FastifyInstance,
+  node: RegionNodeContext,
+  options: InternalStatusExtra = {},
+): void {
+  const secret = node.cfg.secrets.clusterSecret;
+  // onRequest runs for unknown /internal/ paths too, so probing them also needs the secret.
+  app.addHook('onRequest', async (req) => {
+    if (req.url.startsWith('/internal/') && !hasClusterSecret(req, secret)) {
+      throw new MeridianError(
+        'unauthorized',
+        'region-to-region route: send Authorization: Bearer <cluster secret>',
+      );
+    }
+  });
+
+  app.get<{ Querystring: { have?: string } }>(STREAM_PATH, async (req, reply) => {
+    const peer = knownPeer(node, req.headers[PEER_HEADER], PEER_HEADER);
+    const have = req.query.have ? decodeToken(req.query.have) : {};
+    if (node.isDraining()) throw new MeridianError('unavailable', `${node.region} is draining`);
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, {
+      'content-type': NDJSON,
+      'cache-control': 'no-store',
+      [H.region]: node.region,
+      [H.version]: encodeToken(node.core.version),
+    });
+    const feed = new PeerFeed(
+      node.core,
+      peer,
+      have,
+      {
+        write: (s) => raw.write(s),
+        drained: () =>
+          new Promise<void>((resolve) => {
+            const done = () => {
+              raw.off('drain', done);
+              raw.off('close', done);
+              resolve();
+            };
+            raw.once('drain', done);
+            raw.once('close', done);
+          }),
+      },
+      { heartbeatMs: node.cfg.replication.heartbeatMs },
+    );
+    node.feeds.add(feed);
+    raw.on('close', () => feed.close());
+    node.log.info({ peer }, 'serving replication stream');
+    try {
+      await feed.run();
+    } catch (e) {
+      node.log.warn({ peer, err: (e as Error).message }, 'replication stream ended with an error');
+    } finally {
+      node.feeds.delete(feed);
+      raw.end();
+    }
+  });
+
+  app.post(ACK_PATH, async (req) => {
+    const ack = parseAck(req.body);
+    knownPeer(node, ack.region, 'region');
+    node.core.onPeerAck(ack.region, ack.applied);
+    return { ok: true };
+  });
+
+  app.get(STATUS_PATH, async () => ({
+    region: node.region,
+    draining: node.isDraining(),
+    stats: node.core.stats(),
+    feeds: [...node.feeds].map((f) => ({ peer: f.peer, sentChanges: f.sentChanges })),
+    ...(options.extra?.() ?? {}),
+  }));
+}
