@@ -2,5 +2,6 @@
 export * from './accounts.js';
 export * from './engine.js';
 export * from './retry.js';
+export * from './start.js';
 export * from './transfer.js';
 export * from './types.js';

@@ -9,7 +9,7 @@ import { nodeUrlFrom } from '../../adapters/config.js';
 import { systemClock, systemRandom, systemTimers } from '../../adapters/system.js';
 import type { Change } from '../../core/change.js';
 import { isMeridianError, MeridianError } from '../../core/errors.js';
-import { type FenceResult, IdempotencyRaced } from '../../core/idempotency.js';
+import type { FenceResult } from '../../core/idempotency.js';
 import {
   ACCOUNTS_COLLECTION,
   ACCOUNTS_INDEX_NS,
@@ -18,8 +18,9 @@ import {
   applyFingerprint,
   resultOf,
 } from '../../core/saga/accounts.js';
-import { SagaEngine, sagaIdFor, sagaView } from '../../core/saga/engine.js';
+import { SagaEngine, sagaView } from '../../core/saga/engine.js';
 import type { RetryPolicy } from '../../core/saga/retry.js';
+import { startSaga } from '../../core/saga/start.js';
 import { transferSaga } from '../../core/saga/transfer.js';
 import type { SagaMode, SagaRecord } from '../../core/saga/types.js';
 import type { Json, RegionId } from '../../core/types.js';
@@ -196,29 +197,18 @@ function registerRoutes(app: FastifyInstance, node: RegionNodeContext, s: Region
         );
       }
       const mode = parseMode(req.query.mode);
-      s.engine.definition(req.params.type);
-      const fp = fingerprintOf(req);
-      const d = await keys.begin(key, fp);
-      if (d.kind === 'replay') return sendAnswer(reply, d.status, d.body, true);
-      try {
-        const id = sagaIdFor(req.params.type, callerOf(req), key);
-        const { saga } = await s.engine.start(req.params.type, (req.body ?? null) as Json, {
-          id,
-          ...(mode ? { mode } : {}),
-          guard: (read) => d.claim.guard(read),
-          extra: (fresh) => [d.claim.entry(202, { id: fresh.id, status: fresh.status })],
-        });
-        reply.header('location', `/v1/sagas/${id}`);
-        return sendAnswer(reply, 202, { id, status: saga.status }, false);
-      } catch (e) {
-        if (e instanceof IdempotencyRaced) {
-          const r = keys.replayOf(e.record, fp);
-          if (r.kind === 'replay') return sendAnswer(reply, r.status, r.body, true);
-        }
-        throw e;
-      } finally {
-        d.claim.release();
+      const a = await startSaga(keys, s.engine, {
+        type: req.params.type,
+        input: (req.body ?? null) as Json,
+        idempotencyKey: key,
+        fp: fingerprintOf(req),
+        caller: callerOf(req),
+        ...(mode ? { mode } : {}),
+      });
+      if (a.status === 202 && typeof a.body === 'object' && a.body !== null && !Array.isArray(a.body)) {
+        reply.header('location', `/v1/sagas/${String(a.body.id)}`);
       }
+      return sendAnswer(reply, a.status, a.body, a.replayed);
     },
   );
 
