@@ -12,6 +12,7 @@ const USAGE = `usage: meridian region --config FILE --region ID [options]
   --port PORT        listen port (default: the region's node.listen.port)
   --log-level LEVEL  fatal|error|warn|info|debug|trace|silent (default: $MERIDIAN_LOG_LEVEL or info)
   --drain-ms N       on SIGTERM, answer /healthz 503 for N ms before closing (default 0)
+  --clock-skew-ms N  offset this node's wall clock by N ms (lab chaos; default $MERIDIAN_CLOCK_SKEW_MS or 0)
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -39,11 +40,15 @@ export async function run(argv: string[]): Promise<number> {
       rc && (v.host || v.port)
         ? { host: v.host ?? rc.node.listen.host, port: v.port ? Number(v.port) : rc.node.listen.port }
         : undefined;
+    const skewMs = Number(v['clock-skew-ms'] ?? process.env.MERIDIAN_CLOCK_SKEW_MS ?? 0);
+    if (!Number.isFinite(skewMs)) throw new ConfigError(['--clock-skew-ms: must be a number of milliseconds'], 'arguments');
     node = await RegionNode.start({
       cfg,
       region: v.region,
       listen,
       logLevel: v['log-level'] as LogLevel | undefined,
+      // A skewed clock for chaos experiments: HLCs and conflict resolution see this offset.
+      ...(skewMs !== 0 ? { clock: { nowMs: () => Date.now() + skewMs } } : {}),
     });
   } catch (e) {
     if (e instanceof ConfigError) {
@@ -83,6 +88,7 @@ function parse(argv: string[]) {
       port: { type: 'string' },
       'log-level': { type: 'string' },
       'drain-ms': { type: 'string' },
+      'clock-skew-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
