@@ -6,9 +6,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { pipeline } from 'node:stream';
 import { type Logger, pino } from 'pino';
-import type { Dispatcher } from 'undici';
 import { type MeridianConfig, regionConfig } from '../../adapters/config.js';
 import { type GeoIp, parseClientLocation } from '../../adapters/geoip.js';
 import { systemClock, systemRandom } from '../../adapters/system.js';
@@ -36,6 +34,7 @@ import {
   validToken,
 } from '../../core/routing/index.js';
 import type { RegionId } from '../../core/types.js';
+import { forward, type UpstreamAnswer } from './forward.js';
 import { edgeMetrics } from './metrics.js';
 import { startProber } from './prober.js';
 import { closeUpstreams, openUpstreams, type Upstream, type UpstreamOptions } from './upstreams.js';
@@ -250,17 +249,17 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
   function deliver(
     req: IncomingMessage,
     res: ServerResponse,
-    up: Dispatcher.ResponseData,
+    up: UpstreamAnswer,
     attempt: RequestAttempt,
     write: boolean,
     cookie: string | undefined,
     startedMs: number,
   ): void {
-    const headers = up.headers as Headers;
+    const headers = up.headers;
     for (const k of HOP_RESPONSE) delete headers[k];
     headers['meridian-edge'] = edgeId;
     headers['meridian-route'] = formatRoute(policy, attempt.region, attempt.reason);
-    const code = up.statusCode;
+    const code = up.status;
     if (write && code >= 200 && code < 300) {
       const token = mergeTokens(
         validToken(readCookie(cookie, VERSION_COOKIE)),
@@ -271,14 +270,10 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
       headers['set-cookie'] = prior === undefined ? cookies : [...([] as string[]).concat(prior), ...cookies];
     }
     res.writeHead(code, headers);
+    if (req.method === 'HEAD') res.end();
+    else res.end(up.body);
     metrics.answers.inc({ reason: attempt.reason, code: `${Math.floor(code / 100)}xx` });
     metrics.durationSeconds.observe((performance.now() - startedMs) / 1000);
-    if (req.method === 'HEAD') {
-      up.body.dump().catch(() => undefined);
-      res.end();
-      return;
-    }
-    pipeline(up.body, res, () => undefined);
   }
 
   async function proxy(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -309,13 +304,13 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
       table.dispatched(region);
       if (listeners.size > 0)
         emit({ kind: 'dispatch', region, method, path, reason: step.reason, atMs: clock.nowMs() });
-      let up: Dispatcher.ResponseData | undefined;
+      let up: UpstreamAnswer | undefined;
       let outcome: UpstreamOutcome;
       try {
-        up = await u.pool.request({ method: method as Dispatcher.HttpMethod, path, headers, body });
+        up = await forward(u.pool, { method, path, headers, body });
         outcome = {
           kind: 'answer',
-          status: up.statusCode,
+          status: up.status,
           replayHeader: firstHeader(up.headers['meridian-replay']),
         };
       } catch (e) {
@@ -337,7 +332,6 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
         deliver(req, res, up, attempt, write, cookie, startedMs);
         return;
       }
-      if (up) up.body.dump().catch(() => undefined);
     }
     const message = step.kind === 'fail' ? step.reason : 'no answer';
     metrics.answers.inc({ reason: attempt.reason, code: '5xx' });
