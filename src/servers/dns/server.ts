@@ -8,6 +8,7 @@ import { createServer, isIPv6, type Server, type Socket as TcpSocket } from 'nod
 import type { MeridianConfig } from '../../adapters/config.js';
 import { type NetworkGeoIp, openGeoIp } from '../../adapters/geoip.js';
 import { answerQuery, type Outcome, type Router } from './answer.js';
+import { AnswerCache } from './cache.js';
 import { EdgeHealthMonitor, type Probe } from './health.js';
 import { zonePlan } from './zone.js';
 
@@ -24,6 +25,8 @@ export interface DnsStats {
   byRcode: Record<string, number>;
   /** Service-name answers by the nearest region answered. */
   byRegion: Record<string, number>;
+  cacheHits: number;
+  cacheMisses: number;
 }
 
 export interface DnsServerOptions {
@@ -86,9 +89,13 @@ export async function startDnsServer(cfg: MeridianConfig, opts: DnsServerOptions
     cfg.edge.health,
     opts.probe ? { probe: opts.probe } : {},
   );
-  health.onChange((region, t) => log(`health: ${region} ${t.from} -> ${t.to} (${t.reason})`));
   await health.start();
   const router: Router = { plan, geo, isHealthy: (id) => health.isHealthy(id) };
+  const cache = new AnswerCache((msg, ctx) => answerQuery(msg, ctx, router));
+  health.onChange((region, t) => {
+    cache.clear();
+    log(`health: ${region} ${t.from} -> ${t.to} (${t.reason})`);
+  });
 
   const stats: DnsStats = {
     udpQueries: 0,
@@ -98,11 +105,13 @@ export async function startDnsServer(cfg: MeridianConfig, opts: DnsServerOptions
     failOpen: 0,
     byRcode: {},
     byRegion: {},
+    cacheHits: 0,
+    cacheMisses: 0,
   };
   const answer = (msg: Buffer, sourceIp: string, transport: 'udp' | 'tcp'): Outcome => {
     let out: Outcome;
     try {
-      out = answerQuery(msg, { sourceIp, transport }, router);
+      out = cache.answer(msg, { sourceIp, transport });
     } catch (e) {
       // answerQuery is written not to throw; if it ever does, drop rather than die.
       out = { kind: 'drop', reason: `internal: ${(e as Error).message}` };
@@ -189,7 +198,7 @@ export async function startDnsServer(cfg: MeridianConfig, opts: DnsServerOptions
     host,
     port,
     health,
-    stats: () => structuredClone(stats),
+    stats: () => ({ ...structuredClone(stats), cacheHits: cache.hits, cacheMisses: cache.misses }),
     close: async () => {
       health.stop();
       for (const c of connections) c.destroy();

@@ -1,0 +1,328 @@
+/**
+ * GeoDNS: queries per second and answer times of `meridian dns` versus gdnsd (geoip plugin, the
+ * same zone and the same client subnets), each in its own process, driven by the same UDP load
+ * generator in this process, loopback only, bounded in time.
+ * Env: DNS_BENCH_MS (measured time per phase, default 2000), DNS_BENCH_WINDOW (queries in flight, 64).
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { createSocket, type Socket } from 'node:dgram';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as packet from 'dns-packet';
+import { projectRoot } from '../src/adapters/region-table.js';
+
+const PHASE_MS = Number(process.env.DNS_BENCH_MS ?? 2000);
+const WINDOW = Number(process.env.DNS_BENCH_WINDOW ?? 64);
+const WARMUP_MS = 300;
+const LOST_AFTER_MS = 1000;
+const inCI = process.env.CI === 'true';
+
+/** The client subnets of the workload and the region each one must get. */
+const SUBNETS = [
+  { subnet: '8.8.8.0/24', want: '127.0.1.1' },
+  { subnet: '81.2.69.0/24', want: '127.0.2.1' },
+  { subnet: '133.11.0.0/16', want: '127.0.3.1' },
+];
+
+function queryFor(subnet: string): Buffer {
+  const [ip = '', len = '0'] = subnet.split('/');
+  return packet.encode({
+    type: 'query',
+    id: 0,
+    flags: packet.RECURSION_DESIRED,
+    questions: [{ name: 'app.meridian.test', type: 'A' }],
+    additionals: [
+      {
+        type: 'OPT',
+        name: '.',
+        udpPayloadSize: 1232,
+        options: [{ code: 'CLIENT_SUBNET', ip, sourcePrefixLength: Number(len) }],
+      } as never,
+    ],
+  });
+}
+
+interface LoadResult {
+  sent: number;
+  answered: number;
+  lost: number;
+  wrong: number;
+  qps: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+/**
+ * Closed-loop load: `window` queries in flight over 4 sockets; each answer (or loss after 1 s)
+ * releases the next query. Answers are checked against the expected region.
+ */
+async function load(port: number, window: number, durationMs: number): Promise<LoadResult> {
+  const templates = SUBNETS.map((s) => ({ bytes: queryFor(s.subnet), want: s.want }));
+  const socketCount = Math.min(4, window);
+  const sockets: Socket[] = [];
+  const inflight = new Map<number, { at: number; want: string }>();
+  const latencies: number[] = [];
+  let nextId = 1;
+  let sent = 0;
+  let answered = 0;
+  let lost = 0;
+  let wrong = 0;
+  let measuring = false;
+  let stopping = false;
+  let turn = 0;
+
+  const send = (sock: Socket) => {
+    if (stopping) return;
+    const t = templates[turn++ % templates.length];
+    if (!t) return;
+    nextId = (nextId % 65535) + 1;
+    while (inflight.has(nextId)) nextId = (nextId % 65535) + 1;
+    const msg = Buffer.from(t.bytes);
+    msg.writeUInt16BE(nextId, 0);
+    inflight.set(nextId, { at: performance.now(), want: t.want });
+    if (measuring) sent++;
+    sock.send(msg, port, '127.0.0.1');
+  };
+
+  for (let i = 0; i < socketCount; i++) {
+    const sock = createSocket('udp4');
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+    sock.on('message', (m: Buffer) => {
+      const id = m.readUInt16BE(0);
+      const q = inflight.get(id);
+      if (!q) return;
+      inflight.delete(id);
+      if (measuring) {
+        answered++;
+        latencies.push(performance.now() - q.at);
+        // The A record's address is the last 4 bytes of a one-answer reply... unless OPT follows:
+        // decode only a sample, to keep the generator cheap.
+        if (answered % 97 === 0) {
+          const res = packet.decode(m);
+          const a = res.answers?.[0];
+          if (!a || !('data' in a) || a.data !== q.want) wrong++;
+        }
+      }
+      send(sock);
+    });
+    sockets.push(sock);
+  }
+  const sweep = setInterval(() => {
+    const now = performance.now();
+    for (const [id, q] of inflight) {
+      if (now - q.at > LOST_AFTER_MS) {
+        inflight.delete(id);
+        if (measuring) lost++;
+        const s = sockets[id % sockets.length];
+        if (s) send(s);
+      }
+    }
+  }, 100);
+  for (let i = 0; i < window; i++) {
+    const s = sockets[i % socketCount];
+    if (s) send(s);
+  }
+  await new Promise((r) => setTimeout(r, WARMUP_MS));
+  measuring = true;
+  const started = performance.now();
+  await new Promise((r) => setTimeout(r, durationMs));
+  measuring = false;
+  const elapsedMs = performance.now() - started;
+  stopping = true;
+  clearInterval(sweep);
+  for (const s of sockets) s.close();
+  const sorted = Float64Array.from(latencies).sort();
+  return {
+    sent,
+    answered,
+    lost,
+    wrong,
+    qps: answered / (elapsedMs / 1000),
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+  };
+}
+
+async function freePort(): Promise<number> {
+  // A UDP port the OS just handed out and released; both servers also bind TCP on it.
+  const s = createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  const port = s.address().port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(
+      () => reject(new Error(`no '${pattern}' within ${timeoutMs} ms:\n${seen}`)),
+      timeoutMs,
+    );
+    const onData = (d: Buffer) => {
+      seen += d.toString();
+      if (pattern.test(seen)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stderr?.on('data', onData);
+    child.stdout?.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited with ${code} before ready:\n${seen}`));
+    });
+  });
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+async function startMeridian(dir: string, port: number): Promise<ChildProcess> {
+  const cfg = {
+    secrets: { clusterSecret: 'c'.repeat(16), adminToken: 'a'.repeat(16) },
+    regions: [
+      { id: 'us-east-1', lat: 38.9, lon: -77.0, k: 1 },
+      { id: 'eu-west-1', lat: 53.3, lon: -6.3, k: 2 },
+      { id: 'ap-northeast-1', lat: 35.7, lon: 139.7, k: 3 },
+    ].map((r) => ({
+      id: r.id,
+      lat: r.lat,
+      lon: r.lon,
+      node: { listen: { port: 7070 }, url: `http://127.0.${r.k}.1:7070` },
+    })),
+    dns: {
+      listen: { host: '127.0.0.1', port },
+      addresses: { 'us-east-1': ['127.0.1.1'], 'eu-west-1': ['127.0.2.1'], 'ap-northeast-1': ['127.0.3.1'] },
+    },
+  };
+  const file = join(dir, 'meridian.json');
+  writeFileSync(file, JSON.stringify(cfg));
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'dns', '--config', file], {
+    cwd: projectRoot(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  await waitForLine(child, /authoritative for meridian\.test/, 20_000);
+  return child;
+}
+
+/** Starts gdnsd, or returns why it cannot run here. */
+async function startGdnsd(dir: string, port: number): Promise<ChildProcess | string> {
+  const which = spawnSync('sh', ['-c', 'command -v gdnsd'], { encoding: 'utf8' });
+  const bin = which.stdout.trim();
+  if (which.status !== 0 || bin === '') return 'gdnsd is not installed (apt-get install -y gdnsd)';
+  const cfgDir = join(dir, 'gdnsd');
+  mkdirSync(join(cfgDir, 'zones'), { recursive: true });
+  // The same zone: SOA, NS, and app answered by client subnet (ECS) through the geoip plugin. The
+  // bundled mmdb is not in GeoIP2's City/Country shape, so the subnets are given as `nets`.
+  writeFileSync(
+    join(cfgDir, 'config'),
+    `options => {
+  listen => [ 127.0.0.1:${port} ]
+  run_dir => ${join(dir, 'gdnsd-run')}
+  state_dir => ${join(dir, 'gdnsd-state')}
+  udp_threads => 1
+  tcp_threads => 1
+}
+plugins => { geoip => {
+  maps => { m => {
+    datacenters => [us, eu, ap]
+    nets => { 8.8.8.0/24 => [us, eu, ap], 81.2.69.0/24 => [eu, us, ap], 133.11.0.0/16 => [ap, us, eu] }
+  } }
+  resources => { app => { map => m, dcmap => { us => 127.0.1.1, eu => 127.0.2.1, ap => 127.0.3.1 } } }
+} }
+`,
+  );
+  writeFileSync(
+    join(cfgDir, 'zones', 'meridian.test'),
+    `$TTL 60
+@ SOA ns1 hostmaster 1 3600 600 86400 60
+@ NS ns1
+ns1 A 127.0.0.1
+app 60 DYNA geoip!app
+`,
+  );
+  const child = spawn(bin, ['-c', cfgDir, 'start'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    await waitForLine(child, /DNS listeners started/, 10_000);
+  } catch (e) {
+    await stop(child);
+    return `gdnsd did not start: ${(e as Error).message.split('\n').slice(0, 6).join(' | ')}`;
+  }
+  return child;
+}
+
+function fmt(n: number, digits = 0): string {
+  return Number.isFinite(n) ? n.toFixed(digits) : '-';
+}
+
+export async function run(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'meridian-dns-bench-'));
+  const rows: Array<{ name: string; load: LoadResult; idle: LoadResult }> = [];
+  let skipped: string | undefined;
+  try {
+    const targets: Array<{ name: string; start: (port: number) => Promise<ChildProcess | string> }> = [
+      { name: 'meridian dns', start: (p) => startMeridian(dir, p) },
+      { name: 'gdnsd 3 (geoip)', start: (p) => startGdnsd(dir, p) },
+    ];
+    for (const t of targets) {
+      const port = await freePort();
+      process.stdout.write(`${t.name}: starting on 127.0.0.1:${port} ...\n`);
+      const child = await t.start(port);
+      if (typeof child === 'string') {
+        skipped = child;
+        process.stdout.write(`${t.name}: skipped: ${child}\n`);
+        continue;
+      }
+      try {
+        process.stdout.write(`${t.name}: ${WINDOW} in flight for ${PHASE_MS} ms ...\n`);
+        const loaded = await load(port, WINDOW, PHASE_MS);
+        process.stdout.write(`${t.name}: one in flight for ${PHASE_MS} ms ...\n`);
+        const idle = await load(port, 1, PHASE_MS);
+        rows.push({ name: t.name, load: loaded, idle });
+      } finally {
+        await stop(child);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  const head = `| server | q/s (${WINDOW} in flight) | p50 ms | p99 ms | p50 ms (1 in flight) | p99 ms (1 in flight) | lost | wrong |`;
+  const lines = [head, '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
+  for (const r of rows) {
+    lines.push(
+      `| ${r.name} | ${fmt(r.load.qps)} | ${fmt(r.load.p50Ms, 3)} | ${fmt(r.load.p99Ms, 3)} | ${fmt(r.idle.p50Ms, 3)} | ${fmt(r.idle.p99Ms, 3)} | ${r.load.lost + r.idle.lost} | ${r.load.wrong + r.idle.wrong} |`,
+    );
+  }
+  const m = rows.find((r) => r.name.startsWith('meridian'));
+  const g = rows.find((r) => r.name.startsWith('gdnsd'));
+  process.stdout.write(`\n${lines.join('\n')}\n`);
+  if (m && g) {
+    process.stdout.write(
+      `\nratios meridian / gdnsd: throughput ${fmt(m.load.qps / g.load.qps, 2)}x, p99 under load ${fmt(
+        m.load.p99Ms / g.load.p99Ms,
+        2,
+      )}x, p99 with one in flight ${fmt(m.idle.p99Ms / g.idle.p99Ms, 2)}x\n`,
+    );
+    process.stdout.write(
+      'note: one Node load generator drives both; when it saturates its core, the faster server is held to its rate.\n',
+    );
+  } else if (skipped) {
+    if (inCI) throw new Error(`gdnsd is required in CI: ${skipped}`);
+    process.stdout.write(`\nno ratio: ${skipped}\n`);
+  }
+  for (const r of rows) {
+    if (r.load.wrong + r.idle.wrong > 0) throw new Error(`${r.name} answered the wrong region`);
+  }
+}
