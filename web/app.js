@@ -110,6 +110,22 @@ function drawMap() {
     );
   }
   layers.flows.replaceChildren();
+  // Users: each city's line goes to its nearest live edge (great circle), as the generator does.
+  const liveEdges = state.regions.filter((r) => r.edge === 'up');
+  for (const c of state.cities || []) {
+    let best = null;
+    let bestD = Number.POSITIVE_INFINITY;
+    for (const r of liveEdges) {
+      const d = d3.geoDistance([c.lon, c.lat], [r.lon, r.lat]);
+      if (d < bestD) {
+        bestD = d;
+        best = r;
+      }
+    }
+    const p = xy(c);
+    if (best) el('path', { class: 'user-line', d: arc(p, xy(best), 0.05) }, layers.flows);
+    el('circle', { class: 'city', cx: p[0], cy: p[1], r: 2.4 }, layers.flows);
+  }
   for (const [k, rps] of Object.entries(state.stats.flows)) {
     const [from, to] = k.split('>');
     if (!byId[from] || !byId[to] || rps <= 0) continue;
@@ -134,9 +150,12 @@ function drawMap() {
     const [x, y] = xy(r);
     el('circle', { class: `edge-ring ${r.edge}`, cx: x, cy: y, r: 11 }, layers.regions);
     el('circle', { class: `node ${r.node}`, cx: x, cy: y, r: 6.5, 'data-region': r.id }, layers.regions);
-    const t = el('text', { class: 'label', x: x + 15, y: y - 4 }, layers.regions);
+    const right = x > 760;
+    const lx = right ? x - 15 : x + 15;
+    const anchor = right ? 'end' : 'start';
+    const t = el('text', { class: 'label', x: lx, y: y - 4, 'text-anchor': anchor }, layers.regions);
     t.textContent = r.id;
-    const s = el('text', { class: 'sublabel', x: x + 15, y: y + 10 }, layers.regions);
+    const s = el('text', { class: 'sublabel', x: lx, y: y + 10, 'text-anchor': anchor }, layers.regions);
     const rr = state.stats.regions[r.id] || {};
     s.textContent = `${fmt(rr.servedRps, 1)} req/s served · p99 ${fmt(rr.p99Ms)} ms`;
   }
@@ -275,9 +294,7 @@ function updateCharts() {
   const t = h.map((b) => b.sec);
   const rps = [t].concat(ids.map((id) => h.map((b) => b.served[id] || 0)));
   charts.rps.setData(rps);
-  // p99 per serving region over time is not kept per bucket; show the overall p99 per second on every
-  // region's line only for the regions that served in that second.
-  const lat = [t].concat(ids.map((id) => h.map((b) => (b.served[id] ? b.p99Ms : null))));
+  const lat = [t].concat(ids.map((id) => h.map((b) => (b.p99Ms[id] === undefined ? null : b.p99Ms[id]))));
   charts.lat.setData(lat);
 }
 

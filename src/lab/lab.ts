@@ -17,6 +17,7 @@ import { type Health, HealthPoller } from './probes.js';
 import { LabStats, type StatsSnapshot } from './stats.js';
 import { type ChildState, Supervisor } from './supervisor.js';
 import { TrafficGenerator } from './traffic.js';
+import { CITIES } from './users.js';
 import type { WanControl, WanLinkState } from './wan-control.js';
 import { startWan } from './wan-glue.js';
 
@@ -58,6 +59,8 @@ export interface LabState {
   stats: StatsSnapshot;
   dns: { address: string; zone: string; name: string; answer: string[] | undefined };
   traffic: { on: boolean; ratePerS: number };
+  /** Where the simulated users live (the map draws them with a line to their nearest live edge). */
+  cities: { name: string; lat: number; lon: number }[];
 }
 
 export class Lab {
@@ -148,8 +151,9 @@ export class Lab {
     log(`[1/5] config written to ${this.paths.config}`);
     this.wan = await startWan(this.plan);
     log(`[2/5] WAN emulator: ${this.plan.links.length} directed links (one-way = RTT/2)`);
-    this.poller = new HealthPoller(this.plan.regions, (region, what, to) => {
-      if (this.stopping) return;
+    this.poller = new HealthPoller(this.plan.regions, (region, what, to, from) => {
+      // Still starting is not news: report first-seen "up" and every later change.
+      if (this.stopping || (from === 'unknown' && to === 'down')) return;
       this.stats.event('health', `${region} ${what} is ${to}`);
     });
     for (const r of this.plan.regions) this.sup.start(this.nodeSpec(r));
@@ -382,6 +386,7 @@ export class Lab {
         answer: this.dnsAnswer,
       },
       traffic: { on: this.traffic !== undefined, ratePerS: this.traffic?.rate ?? 0 },
+      cities: CITIES.map((c) => ({ name: c.name, lat: c.lat, lon: c.lon })),
     };
   }
 

@@ -37,6 +37,8 @@ async function getText(
 export function conflictsFromMetrics(text: string): number | undefined {
   let total: number | undefined;
   for (const line of text.split('\n')) {
+    // A declared counter with no samples yet means zero conflicts, not "unknown".
+    if (line.startsWith('# TYPE') && /conflict/i.test(line)) total ??= 0;
     if (line.startsWith('#') || !/conflict/i.test(line)) continue;
     const name = line.split(/[{\s]/)[0] ?? '';
     if (/_(bucket|sum|count|created)$/.test(name)) continue;
@@ -59,7 +61,7 @@ export class HealthPoller {
 
   constructor(
     private readonly regions: readonly LabRegion[],
-    private readonly onChange: (region: string, what: 'node' | 'edge', to: Health) => void,
+    private readonly onChange: (region: string, what: 'node' | 'edge', to: Health, from: Health) => void,
     private readonly intervalMs = 1000,
   ) {
     for (const r of regions) {
@@ -126,12 +128,14 @@ export class HealthPoller {
             }
           }
           if (s.node !== nodeH) {
+            const was = s.node;
             s.node = nodeH;
-            this.onChange(r.id, 'node', nodeH);
+            this.onChange(r.id, 'node', nodeH, was);
           }
           if (s.edge !== edgeH) {
+            const was = s.edge;
             s.edge = edgeH;
-            this.onChange(r.id, 'edge', edgeH);
+            this.onChange(r.id, 'edge', edgeH, was);
           }
         }),
       );

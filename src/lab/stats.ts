@@ -61,7 +61,13 @@ export interface StatsSnapshot {
   flows: Record<string, number>;
   lag: Record<string, { lastMs: number; p50Ms: number; p99Ms: number; samples: number }>;
   /** Per second for the last `historyS` seconds: [epoch seconds, total rps, error rps, per-region served rps...]. */
-  history: { sec: number; total: number; errors: number; served: Record<string, number>; p99Ms: number }[];
+  history: {
+    sec: number;
+    total: number;
+    errors: number;
+    served: Record<string, number>;
+    p99Ms: Record<string, number>;
+  }[];
 }
 
 /**
@@ -206,13 +212,18 @@ export class LabStats {
     }
     for (const b of this.buckets.slice(-60)) {
       if (b.sec >= nowSec) continue;
-      const lats = [...b.latencies.values()].flat().sort((x, y) => x - y);
+      const p99Ms: Record<string, number> = {};
+      for (const [r, l] of b.latencies)
+        p99Ms[r] = quantile(
+          [...l].sort((x, y) => x - y),
+          0.99,
+        );
       out.history.push({
         sec: b.sec,
         total: b.total,
         errors: b.totalErrors,
         served: Object.fromEntries(b.byServed),
-        p99Ms: quantile(lats, 0.99),
+        p99Ms,
       });
     }
     return out;
