@@ -1,4 +1,4 @@
-/** The PostgreSQL region store: one schema per region, every batch in one transaction over a `pg` pool. */
+/** The PostgreSQL region store: one schema per region, every batch in one atomic statement over a `pg` pool. */
 import pg from 'pg';
 import type { Change, ChangePayload } from '../core/change.js';
 import type { DocState } from '../core/crdt.js';
@@ -118,8 +118,8 @@ function lastById<T>(items: readonly T[], id: (t: T) => string): T[] {
 }
 
 /**
- * A region's tables in its own PostgreSQL schema. A commit is one transaction of at most four
- * statements whatever the batch size (multi-row upserts through `unnest` of arrays).
+ * A region's tables in its own PostgreSQL schema. A commit is a single statement whatever the
+ * batch size: multi-row upserts through `unnest` of arrays, chained as data-modifying CTEs.
  * @example
  *   const store = await PostgresStore.open({ url: 'postgres://postgres@127.0.0.1/postgres', schema: 'meridian_us_east_1' });
  */
@@ -209,7 +209,7 @@ export class PostgresStore implements RegionStore {
   }
 
   async commit(batch: CommitBatch): Promise<void> {
-    // Serialise before BEGIN: a value that cannot be encoded fails the commit without a round trip.
+    // Encoded before the query: a value that cannot be encoded fails the commit without a round trip.
     const docs = lastById(batch.docs, (d) => `${d.collection}\u0000${d.key}`);
     const docCols = [
       docs.map((d) => d.collection),
@@ -236,40 +236,28 @@ export class PostgresStore implements RegionStore {
     for (const c of changes) if (maxHlc === null || c.hlc > maxHlc) maxHlc = c.hlc;
     const applied = JSON.stringify(batch.applied);
 
-    await this.tx(async (c) => {
-      if (docs.length > 0) {
-        await c.query(
-          `INSERT INTO ${this.s}.docs (collection, key, state, version)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-           ON CONFLICT (collection, key) DO UPDATE SET state = excluded.state, version = excluded.version`,
-          docCols,
-        );
-      }
-      if (changes.length > 0) {
-        // WITH ORDINALITY + ORDER BY keeps the identity positions in batch order.
-        await c.query(
-          `INSERT INTO ${this.s}.log (origin, seq, hlc, payload)
-           SELECT o, s, h, p FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[])
-             WITH ORDINALITY AS u(o, s, h, p, i) ORDER BY i`,
-          logCols,
-        );
-      }
-      if (kv.length > 0) {
-        await c.query(
-          `INSERT INTO ${this.s}.kv (ns, key, value, hlc, expires_at_ms)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
-           ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, hlc = excluded.hlc,
-             expires_at_ms = excluded.expires_at_ms`,
-          kvCols,
-        );
-      }
-      await c.query(
-        `UPDATE ${this.s}.state SET applied = $1,
-           max_hlc = CASE WHEN max_hlc IS NULL OR $2::text > max_hlc COLLATE "C" THEN $2::text ELSE max_hlc END
-         WHERE id = 1`,
-        [applied, maxHlc],
-      );
-    });
+    // One statement, so one round trip: a statement is atomic on its own, and data-modifying CTEs
+    // all run or none does. The identity positions follow the batch order (ORDER BY i).
+    await this.pool.query(
+      `WITH d AS (
+         INSERT INTO ${this.s}.docs (collection, key, state, version)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+         ON CONFLICT (collection, key) DO UPDATE SET state = excluded.state, version = excluded.version
+       ), l AS (
+         INSERT INTO ${this.s}.log (origin, seq, hlc, payload)
+         SELECT o, s, h, p FROM unnest($5::text[], $6::bigint[], $7::text[], $8::text[])
+           WITH ORDINALITY AS u(o, s, h, p, i) ORDER BY i
+       ), k AS (
+         INSERT INTO ${this.s}.kv (ns, key, value, hlc, expires_at_ms)
+         SELECT * FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[])
+         ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, hlc = excluded.hlc,
+           expires_at_ms = excluded.expires_at_ms
+       )
+       UPDATE ${this.s}.state SET applied = $14,
+         max_hlc = CASE WHEN max_hlc IS NULL OR $15::text > max_hlc COLLATE "C" THEN $15::text ELSE max_hlc END
+       WHERE id = 1`,
+      [...docCols, ...logCols, ...kvCols, applied, maxHlc],
+    );
   }
 
   async readLog(have: VersionVector, limit: number): Promise<Change[]> {

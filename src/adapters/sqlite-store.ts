@@ -142,7 +142,12 @@ function prepareStatements(db: Database.Database) {
     allKv: db.prepare<[], KvRow>('SELECT ns, key, value, hlc, expires_at_ms FROM kv'),
     purgeKv: db.prepare<[number]>('DELETE FROM kv WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ?'),
     state: db.prepare<[], StateRow>('SELECT applied, truncated, max_hlc FROM state WHERE id = 1'),
-    setApplied: db.prepare<[string, string | null]>('UPDATE state SET applied = ?, max_hlc = ? WHERE id = 1'),
+    // TEXT compares bytewise (BINARY), which is the HLC encoding's time order.
+    setApplied: db.prepare<{ applied: string; hlc: string | null }>(
+      `UPDATE state SET applied = @applied,
+         max_hlc = CASE WHEN max_hlc IS NULL OR @hlc > max_hlc THEN @hlc ELSE max_hlc END
+       WHERE id = 1`,
+    ),
     setTruncated: db.prepare<[string]>('UPDATE state SET truncated = ? WHERE id = 1'),
   };
 }
@@ -180,7 +185,7 @@ export class SqliteStore implements RegionStore {
       for (const d of batch.docs) {
         q.putDoc.run(d.collection, d.key, JSON.stringify(d.state), JSON.stringify(d.version));
       }
-      let maxHlc = q.state.get()!.max_hlc;
+      let maxHlc: string | null = null;
       for (const c of batch.changes) {
         q.append.run(c.origin, c.seq, c.hlc, JSON.stringify(c.payload));
         if (maxHlc === null || c.hlc > maxHlc) maxHlc = c.hlc;
@@ -188,7 +193,7 @@ export class SqliteStore implements RegionStore {
       for (const r of batch.kv) {
         q.putKv.run(r.ns, r.key, JSON.stringify(r.value), r.hlc, r.expiresAtMs ?? null);
       }
-      q.setApplied.run(JSON.stringify(batch.applied), maxHlc);
+      q.setApplied.run({ applied: JSON.stringify(batch.applied), hlc: maxHlc });
     });
     this.truncateTx = db.transaction((upTo: VersionVector) => {
       const truncated = JSON.parse(q.state.get()!.truncated) as Record<string, number>;
