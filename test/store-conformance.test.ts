@@ -3,7 +3,9 @@
  * behind the RegionStore interface (PostgreSQL skips on a laptop without it and fails in CI).
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { describe, it, type TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { systemClock, systemTimers } from '../src/adapters/system.js';
 import type { Change, ChangePayload } from '../src/core/change.js';
 import type { DocState } from '../src/core/crdt.js';
@@ -492,6 +494,46 @@ for (const make of fixtures) {
           'us-east-1:3',
           'ap-northeast-1:1',
         ]);
+      });
+    });
+
+    it('loses nothing it acknowledged when the writing process is killed with SIGKILL', async (t) => {
+      if (!durable) return t.skip('the memory store keeps nothing across processes');
+      await withFixture(t, make, async (fx, store) => {
+        await store.close();
+        const writer = fileURLToPath(new URL('./support/store-crash-writer.ts', import.meta.url));
+        const child = spawn(process.execPath, ['--import', 'tsx', writer, JSON.stringify(fx.config())], {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
+        let acked = 0;
+        let buf = '';
+        child.stdout.on('data', (d: Buffer) => {
+          buf += d.toString();
+          const lines = buf.split('\n');
+          buf = lines.pop()!;
+          for (const l of lines) if (l.startsWith('acked ')) acked = Number(l.slice(6));
+        });
+        const exited = new Promise((r) => child.once('exit', r));
+        const until = Date.now() + 20_000;
+        while (acked < 300 && Date.now() < until && child.exitCode === null)
+          await new Promise((r) => setTimeout(r, 5));
+        assert.ok(acked >= 300, `the writer acknowledged ${acked} commits`);
+        // Mid-stream: commits are in flight when the process dies.
+        child.kill('SIGKILL');
+        await exited;
+        const ackedAtKill = acked;
+        const again = await fx.open();
+        const st = await again.load();
+        const have = st.applied['us-east-1'] ?? 0;
+        assert.ok(have >= ackedAtKill, `applied ${have} >= acknowledged ${ackedAtKill}`);
+        const log = await again.readLog({}, have + 10);
+        assert.deepEqual(
+          log.map((c) => c.seq),
+          Array.from({ length: have }, (_, i) => i + 1),
+          'the log holds exactly the committed sequence, without gaps or torn batches',
+        );
+        assert.equal((await again.getDoc('c', `k${have}`))?.version['us-east-1'], have);
+        assert.equal(await again.getDoc('c', `k${have + 1}`), undefined);
       });
     });
 

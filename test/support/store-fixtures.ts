@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import type { MeridianConfig } from '../../src/adapters/config.js';
 import { openStore } from '../../src/adapters/open-store.js';
 import { PostgresStore, regionSchema } from '../../src/adapters/postgres-store.js';
 import type { RegionStore } from '../../src/core/store.js';
@@ -23,6 +24,8 @@ export interface StoreFixture {
   available(t: TestContext): Promise<boolean>;
   /** A fresh, empty store for `region`; reopening the same region of this fixture sees its data. */
   open(region?: string): Promise<RegionStore>;
+  /** The `store` section of a config that opens this fixture's data (for child processes). */
+  config(): Pick<MeridianConfig, 'store'>;
   /** Closes everything opened and removes the data. */
   cleanup(): Promise<void>;
 }
@@ -34,6 +37,7 @@ export function memoryFixture(): StoreFixture {
     durable: false,
     sql: false,
     available: async () => true,
+    config: () => ({ store: { kind: 'memory' } }),
     open: async (region = 'us-east-1') => {
       const s = await openStore({ store: { kind: 'memory' } }, region);
       opened.push(s);
@@ -53,6 +57,10 @@ export function sqliteFixture(): StoreFixture {
     durable: true,
     sql: true,
     available: async () => true,
+    config: () => {
+      dir ??= mkdtempSync(join(tmpdir(), 'meridian-store-'));
+      return { store: { kind: 'sqlite', dir, synchronous: 'normal' } };
+    },
     open: async (region = 'us-east-1') => {
       dir ??= mkdtempSync(join(tmpdir(), 'meridian-store-'));
       const s = await openStore({ store: { kind: 'sqlite', dir, synchronous: 'normal' } }, region);
@@ -76,6 +84,10 @@ export function postgresFixture(): StoreFixture {
     durable: true,
     sql: true,
     available: (t) => needService(t, 'postgres'),
+    config: () => {
+      regions.add('us-east-1');
+      return { store: { kind: 'postgres', url: PG_URL, schemaPrefix: prefix } };
+    },
     open: async (region = 'us-east-1') => {
       regions.add(region);
       const s = await openStore({ store: { kind: 'postgres', url: PG_URL, schemaPrefix: prefix } }, region);
