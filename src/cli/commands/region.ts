@@ -41,7 +41,8 @@ export async function run(argv: string[]): Promise<number> {
         ? { host: v.host ?? rc.node.listen.host, port: v.port ? Number(v.port) : rc.node.listen.port }
         : undefined;
     const skewMs = Number(v['clock-skew-ms'] ?? process.env.MERIDIAN_CLOCK_SKEW_MS ?? 0);
-    if (!Number.isFinite(skewMs)) throw new ConfigError(['--clock-skew-ms: must be a number of milliseconds'], 'arguments');
+    if (!Number.isFinite(skewMs))
+      throw new ConfigError(['--clock-skew-ms: must be a number of milliseconds'], 'arguments');
     node = await RegionNode.start({
       cfg,
       region: v.region,

@@ -6,7 +6,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { WriteOptions } from '../../core/region.js';
 import { encodeToken, mergeVersions } from '../../core/version.js';
 import type { MutationAnswer, MutationContext, MutationOp, RegionNodeContext } from './context.js';
-import { H } from './headers.js';
+import { H, parseMaxWaitMs } from './headers.js';
 
 /**
  * Runs `op` through the node's mutation hooks and the core, then sends the answer.
@@ -19,6 +19,12 @@ export async function runMutation(
   reply: FastifyReply,
   op: MutationOp,
 ): Promise<FastifyReply> {
+  // A write carrying Meridian-Min-Version is ordered after what its client has seen: for a pinned
+  // key that means the home set by an earlier write is known here before this one is judged.
+  if (request.minVersion) {
+    const maxWaitMs = parseMaxWaitMs(request.headers[H.maxWaitMs]) ?? node.cfg.node.maxWaitMs;
+    await node.core.waitForVersion(request.minVersion, maxWaitMs);
+  }
   const ctx: MutationContext = { request, reply, op, node };
   const base = async (options: WriteOptions = {}): Promise<MutationAnswer> => {
     const view = await op.apply(options);
