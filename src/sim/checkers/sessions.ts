@@ -1,0 +1,131 @@
+/**
+ * Walks each session's operations in order and finds reads that went back in time: a read older
+ * than the session's own last write (read-your-writes) or than what it read before (monotonic
+ * reads). Registers are ordered by their write's (HLC, region); counters (increments only) by value.
+ */
+import type { History, OpRecord } from '../history.js';
+import { regOrder } from './types.js';
+
+export interface SessionAnomaly {
+  kind: 'read-your-writes' | 'monotonic-reads';
+  read: OpRecord;
+  /** The operation whose effect the read lost. */
+  before: OpRecord;
+  detail: string;
+}
+
+type Seen =
+  | { t: 'reg'; hlc: string; origin: string; deleted: boolean; op: OpRecord; byWrite: boolean }
+  | { t: 'count'; value: number; op: OpRecord; byWrite: boolean };
+
+const cache = new WeakMap<History, Map<boolean, SessionAnomaly[]>>();
+
+/** Anomalies of every session (token-carrying or not, as asked); computed once per history. */
+export function sessionAnomalies(h: History, tokenSessions: boolean): SessionAnomaly[] {
+  let m = cache.get(h);
+  if (!m) {
+    m = new Map();
+    cache.set(h, m);
+  }
+  let r = m.get(tokenSessions);
+  if (!r) {
+    r = computeAnomalies(h, tokenSessions);
+    m.set(tokenSessions, r);
+  }
+  return r;
+}
+
+function computeAnomalies(h: History, tokenSessions: boolean): SessionAnomaly[] {
+  const regColls = new Set(
+    h.collections.filter((c) => c.policy === 'lww' || c.policy === 'pinned').map((c) => c.name),
+  );
+  const countColls = new Set(h.collections.filter((c) => c.policy === 'counter').map((c) => c.name));
+  // value -> the write that produced it; key -> the deletes of it
+  const writes = new Map<string, { hlc: string; origin: string }>();
+  const deletes = new Map<string, { hlc: string; origin: string }[]>();
+  for (const list of h.changes.values()) {
+    for (const c of list) {
+      if (c?.delta.t !== 'reg') continue;
+      if (c.delta.deleted) {
+        const id = `${c.collection}\u0000${c.key}`;
+        const a = deletes.get(id) ?? [];
+        a.push({ hlc: c.hlc, origin: c.origin });
+        deletes.set(id, a);
+      } else if (typeof c.delta.value === 'string')
+        writes.set(c.delta.value, { hlc: c.hlc, origin: c.origin });
+    }
+  }
+  const out: SessionAnomaly[] = [];
+  const bySession = new Map<number, OpRecord[]>();
+  for (const op of h.ops) {
+    if (op.token !== tokenSessions) continue;
+    const a = bySession.get(op.session) ?? [];
+    a.push(op);
+    bySession.set(op.session, a);
+  }
+  for (const ops of bySession.values()) {
+    const seen = new Map<string, Seen>();
+    for (const op of ops) {
+      if (op.result !== 'ok') continue;
+      const id = `${op.collection}\u0000${op.key}`;
+      const prev = seen.get(id);
+      if (regColls.has(op.collection)) {
+        let now: Seen | undefined;
+        if (op.kind === 'put' || op.kind === 'delete') {
+          if (op.change) {
+            now = {
+              t: 'reg',
+              hlc: op.change.hlc,
+              origin: op.change.origin,
+              deleted: op.kind === 'delete',
+              op,
+              byWrite: true,
+            };
+          }
+        } else if (op.kind === 'get') {
+          if (typeof op.answer === 'string') {
+            const w = writes.get(op.answer);
+            if (w) now = { t: 'reg', ...w, deleted: false, op, byWrite: false };
+          } else if (op.answer === undefined && prev?.t === 'reg' && !prev.deleted) {
+            // Absent: fine only if some delete of the key is newer than what the session saw.
+            const newer = (deletes.get(id) ?? []).some((d) => regOrder(d, prev) > 0);
+            if (!newer) {
+              out.push({
+                kind: prev.byWrite ? 'read-your-writes' : 'monotonic-reads',
+                read: op,
+                before: prev.op,
+                detail: `read found nothing after the session ${prev.byWrite ? 'wrote' : 'read'} ${prev.hlc}@${prev.origin}`,
+              });
+            }
+          }
+          if (now?.t === 'reg' && prev?.t === 'reg' && regOrder(now, prev) < 0) {
+            out.push({
+              kind: prev.byWrite ? 'read-your-writes' : 'monotonic-reads',
+              read: op,
+              before: prev.op,
+              detail: `read returned ${JSON.stringify(op.answer)} (${now.hlc}@${now.origin}), older than ${prev.hlc}@${prev.origin} that the session ${prev.byWrite ? 'wrote' : 'read'} in op #${prev.op.id}`,
+            });
+            continue;
+          }
+        }
+        if (now?.t === 'reg' && (prev?.t !== 'reg' || regOrder(now, prev) >= 0)) seen.set(id, now);
+      } else if (countColls.has(op.collection)) {
+        const value = typeof op.answer === 'number' ? op.answer : op.answer === undefined ? 0 : undefined;
+        if (value === undefined) continue;
+        if (op.kind === 'get' && prev?.t === 'count' && value < prev.value) {
+          out.push({
+            kind: prev.byWrite ? 'read-your-writes' : 'monotonic-reads',
+            read: op,
+            before: prev.op,
+            detail: `read returned ${value}, less than the ${prev.value} the session ${prev.byWrite ? 'saw after its increment' : 'read'} in op #${prev.op.id}`,
+          });
+          continue;
+        }
+        if (prev?.t !== 'count' || value >= prev.value) {
+          seen.set(id, { t: 'count', value, op, byWrite: op.kind !== 'get' });
+        }
+      }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,599 @@
+/**
+ * One simulated run: builds the regions, network, disks, fault schedule and workload from a seed,
+ * runs them in virtual time, heals, waits for quiescence, and hands the history to the checkers.
+ * Everything random comes from the seed, so the same options give the same run.
+ */
+
+import { loadRegionTable } from '../adapters/region-table.js';
+import { holders as holdersOf } from '../core/collection.js';
+import type { DocState } from '../core/crdt.js';
+import { isMeridianError } from '../core/errors.js';
+import type { DocView, PlantedBugs, RegionEvent } from '../core/region.js';
+import type { CommitBatch } from '../core/store.js';
+import type { CollectionSpec, RegionId, RegionInfo } from '../core/types.js';
+import {
+  decodeToken,
+  encodeToken,
+  mergeVersions,
+  seqOf,
+  type VersionVector,
+  versionsEqual,
+} from '../core/version.js';
+import { ALL_CHECKERS } from './checkers/index.js';
+import { inspectCommit, inspectMessage } from './checkers/residency.js';
+import { describeFault, faultProfile, faultSchedule, initialSkews } from './faults.js';
+import { computeFigures, type Figures } from './figures.js';
+import type { History, LocalChange, OpRecord, TimedFault, Violation } from './history.js';
+import { Network, NO_LINK_FAULTS } from './network.js';
+import { Prng } from './random.js';
+import { DEFAULT_REPLICATION, RegionProcess } from './region-process.js';
+import { VirtualTime } from './time.js';
+import { type OpPlan, type Session, simCollections, Workload, workloadSpec } from './workload.js';
+
+export interface SimOptions {
+  seed: number;
+  regions: RegionId[];
+  durationMs: number;
+  /** A fault profile name (faults.ts). */
+  faults: string;
+  /** A workload name (workload.ts). */
+  workload: string;
+  /** Client operations per second across all sessions (offered load). */
+  opsPerSec: number;
+  bugs?: PlantedBugs;
+  /** Deep-freeze stored records, to prove the core never mutates them (slower). */
+  freeze?: boolean;
+  /** After healing, how long to wait at most for every live region to converge. */
+  settleMaxMs?: number;
+  sessionsPerRegion?: number;
+}
+
+export const DEFAULT_SIM: Omit<SimOptions, 'seed'> = {
+  regions: ['us-east-1', 'eu-west-1', 'ap-northeast-1'],
+  durationMs: 20_000,
+  faults: 'heavy',
+  workload: 'mixed',
+  opsPerSec: 500,
+};
+
+export interface RunResult {
+  options: SimOptions;
+  history: History;
+  violations: Violation[];
+  figures: Figures;
+  /** Diagnostic lines from the region processes (failed applies), deterministic. */
+  notes: string[];
+}
+
+const SYNC_TIMEOUT_MS = 1500;
+const CLIENT_TIMEOUT_MS = 10_000;
+
+/**
+ * Runs one seed.
+ *
+ * @example
+ * const r = await simulate({ ...DEFAULT_SIM, seed: 7 });
+ * if (r.violations.length > 0) console.log(r.violations[0]);
+ */
+export async function simulate(options: SimOptions): Promise<RunResult> {
+  return new Simulation(options).run();
+}
+
+interface SessionState {
+  session: Session;
+  version: VersionVector;
+  /** The Meridian-Version token the session carries, and what it decodes to (sent as minVersion). */
+  token: string | undefined;
+  minVersion: VersionVector | undefined;
+  /** When the session's next operation is due: arrivals keep their pace while an operation waits. */
+  nextAtMs: number;
+}
+
+class Simulation {
+  readonly time = new VirtualTime();
+  readonly rng: Prng;
+  readonly net: Network;
+  readonly regions: RegionInfo[];
+  readonly collections: CollectionSpec[];
+  readonly specs = new Map<string, CollectionSpec>();
+  readonly procs = new Map<RegionId, RegionProcess>();
+  readonly history: History;
+  readonly workload: Workload;
+  private readonly fifo = new Map<RegionId, OpRecord[]>();
+  private readonly opByValue = new Map<string, OpRecord>();
+  private readonly inflight = new Map<RegionId, Set<OpRecord>>();
+  private readonly sessions: SessionState[] = [];
+  readonly lagMs = new Map<string, number[]>();
+  readonly counts = { conflicts: 0, clockSkew: 0, syncTimeouts: 0, snapshots: 0, clientTimeouts: 0 };
+  readonly notes: string[] = [];
+  private readonly schedule: TimedFault[];
+  private readonly baseLink;
+
+  constructor(readonly options: SimOptions) {
+    const o = options;
+    if (o.regions.length === 0) throw new Error('at least one region');
+    if (new Set(o.regions).size !== o.regions.length) throw new Error('regions must be distinct');
+    this.rng = new Prng(o.seed >>> 0);
+    const table = loadRegionTable();
+    this.regions = o.regions.map((id) => {
+      const r = table.get(id);
+      return { id: r.id, lat: r.lat, lon: r.lon };
+    });
+    this.collections = simCollections(o.regions, SYNC_TIMEOUT_MS);
+    for (const c of this.collections) this.specs.set(c.name, c);
+    const profile = faultProfile(o.faults);
+    this.baseLink = profile.link;
+    this.net = new Network(this.time, this.rng.fork('network'), (a, b) => table.oneWayMs(a, b), profile.link);
+    this.schedule = faultSchedule(profile, o.regions, o.durationMs, this.rng.fork('faults'));
+    this.workload = new Workload(
+      workloadSpec(o.workload),
+      o.regions,
+      this.collections,
+      this.rng.fork('workload'),
+      o.sessionsPerRegion ?? 16,
+    );
+    this.history = {
+      regions: [...o.regions],
+      collections: this.collections,
+      ops: [],
+      changes: new Map(o.regions.map((r) => [r, []])),
+      faults: [],
+      lost: new Map(),
+      maxDurable: new Map(o.regions.map((r) => [r, {}])),
+      residencyBreaches: [],
+      final: [],
+      quiesced: false,
+      endAtMs: 0,
+    };
+    const skews = initialSkews(profile, o.regions, this.rng.fork('skew'));
+    for (const r of o.regions) {
+      const proc = new RegionProcess(r, {
+        time: this.time,
+        net: this.net,
+        rng: this.rng.fork(`region-${r}`),
+        regions: this.regions,
+        collections: this.collections,
+        replication: DEFAULT_REPLICATION,
+        bugs: o.bugs ?? {},
+        freeze: o.freeze ?? false,
+        syncTimeoutMs: SYNC_TIMEOUT_MS,
+        maxOffsetMs: 500,
+        onDurable: (region, batch, before) => this.onDurable(region, batch, before),
+        onSubmit: (region, batch) => this.onSubmit(region, batch),
+        onEvent: (region, e) => this.onEvent(region, e),
+        log: (line) => this.note(line),
+      });
+      proc.skew.ms = skews.get(r) ?? 0;
+      this.procs.set(r, proc);
+      this.fifo.set(r, []);
+      this.inflight.set(r, new Set());
+    }
+    this.net.onDeliver = (env) => this.procs.get(env.to)?.receive(env);
+    this.net.onSend = (env) => inspectMessage(this.history, env, this.time.nowMs);
+  }
+
+  private note(line: string): void {
+    if (this.notes.length < 200) this.notes.push(`${fmtMs(this.time.nowMs)} ${line}`);
+  }
+
+  async run(): Promise<RunResult> {
+    for (const p of this.procs.values()) await p.start();
+    for (const f of this.schedule) this.time.at(f.atMs, () => this.applyFault(f.fault));
+    const thinkMeanMs = (this.workload.sessions.length * 1000) / this.options.opsPerSec;
+    for (const session of this.workload.sessions) {
+      const st: SessionState = {
+        session,
+        version: {},
+        token: undefined,
+        minVersion: undefined,
+        nextAtMs: session.rng.exp(thinkMeanMs),
+      };
+      this.sessions.push(st);
+      this.time.at(st.nextAtMs, () => this.nextOp(st));
+    }
+    await this.time.runUntil(this.options.durationMs);
+    await this.settle();
+    this.history.endAtMs = this.time.nowMs;
+    for (const p of this.procs.values()) {
+      if (p.status === 'up' && p.core) {
+        const disk = p.disk;
+        this.history.final.push({
+          region: p.id,
+          applied: p.core.version,
+          docs: disk.docs,
+          log: () => disk.allChanges(),
+        });
+      }
+    }
+    const violations: Violation[] = [];
+    for (const c of ALL_CHECKERS) violations.push(...c.check(this.history));
+    for (const op of this.history.ops) {
+      if (op.result === 'error') {
+        violations.push({
+          checker: 'no-unexpected-errors',
+          message: `op #${op.id} (${op.kind} ${op.collection}/${op.key} at ${op.region}) failed unexpectedly: ${op.errorCode}`,
+          atMs: op.endAtMs,
+          collection: op.collection,
+          key: op.key,
+          ops: [op.id],
+        });
+      }
+    }
+    const figures = computeFigures(this.history, {
+      lagMs: this.lagMs,
+      counts: this.counts,
+      network: this.net.stats,
+      eventsRun: this.time.eventsRun,
+      durationMs: this.options.durationMs,
+    });
+    return { options: this.options, history: this.history, violations, figures, notes: this.notes };
+  }
+
+  /** Runs on after the faults end until every live region has the same version, or gives up. */
+  private async settle(): Promise<void> {
+    const maxMs = this.options.settleMaxMs ?? 60_000;
+    const endMs = this.time.nowMs + maxMs;
+    let quietChecks = 0;
+    let done = false;
+    const check = (): void => {
+      const live = [...this.procs.values()].filter((p) => p.status !== 'lost');
+      const busy = [...this.inflight.values()].some((s) => s.size > 0);
+      const up = live.every((p) => p.status === 'up' && p.core);
+      const v0 = live[0]?.core?.version ?? {};
+      const same = up && live.every((p) => versionsEqual(p.core!.version, v0));
+      quietChecks = same && !busy ? quietChecks + 1 : 0;
+      if (quietChecks >= 2) done = true;
+      else this.time.after(250, check);
+    };
+    this.time.after(250, check);
+    await this.time.runUntil(endMs, () => done);
+    this.history.quiesced = done;
+  }
+
+  // ------------------------------------------------------------------ faults
+
+  private recordFault(fault: TimedFault['fault']): void {
+    this.history.faults.push({ atMs: this.time.nowMs, fault });
+  }
+
+  private applyFault(f: TimedFault['fault']): void {
+    const proc = 'region' in f ? this.procs.get(f.region) : undefined;
+    switch (f.kind) {
+      case 'crash':
+        if (proc?.status !== 'up') return;
+        this.recordFault(f);
+        proc.crash();
+        this.killClientOps(proc.id);
+        this.time.after(f.downMs, () => this.applyFault({ kind: 'restart', region: proc.id }));
+        return;
+      case 'restart':
+        if (proc?.status !== 'down') return;
+        this.recordFault(f);
+        void proc.start();
+        return;
+      case 'lose':
+        if (!proc || proc.status === 'lost') return;
+        this.recordFault(f);
+        proc.lose();
+        this.killClientOps(proc.id);
+        this.history.lost.set(proc.id, this.time.nowMs);
+        return;
+      case 'partition':
+        this.recordFault(f);
+        this.net.partition(f.from, f.to, f.oneWay);
+        this.time.after(f.durationMs, () =>
+          this.applyFault({ kind: 'heal-partition', from: f.from, to: f.to, oneWay: f.oneWay }),
+        );
+        return;
+      case 'heal-partition':
+        this.recordFault(f);
+        this.net.heal(f.from, f.to, f.oneWay);
+        return;
+      case 'skew':
+        if (!proc) return;
+        this.recordFault(f);
+        proc.skew.ms = f.skewMs;
+        return;
+      case 'slow-disk':
+        if (!proc) return;
+        this.recordFault(f);
+        proc.slowFsyncMs = f.fsyncMs;
+        proc.slowUntilMs = this.time.nowMs + f.durationMs;
+        return;
+      case 'compact':
+        if (proc?.status !== 'up') return;
+        this.recordFault(f);
+        void proc.compactNow(f.keep, f.force);
+        return;
+      case 'heal-all':
+        this.recordFault(f);
+        this.net.healAll();
+        this.net.faults = { ...NO_LINK_FAULTS, jitterFrac: this.baseLink.jitterFrac };
+        for (const p of this.procs.values()) {
+          p.slowUntilMs = 0;
+          if (p.status === 'down') void p.start();
+        }
+        return;
+    }
+  }
+
+  /** A crashed region answers nobody: its operations in flight end with an unknown outcome. */
+  private killClientOps(region: RegionId): void {
+    const set = this.inflight.get(region)!;
+    for (const op of set) {
+      op.result = 'indefinite';
+      op.errorCode = 'crashed';
+      op.endAtMs = this.time.nowMs;
+      const st = this.sessions[op.session]!;
+      this.afterOp(st, op);
+    }
+    set.clear();
+    this.fifo.set(region, []);
+  }
+
+  // ------------------------------------------------------------------ clients
+
+  private nextOp(st: SessionState): void {
+    if (this.time.nowMs >= this.options.durationMs) return;
+    const plan = this.workload.next(st.session);
+    this.issue(st, plan, undefined);
+  }
+
+  private afterOp(st: SessionState, op: OpRecord): void {
+    // Redirected once, as an edge would on 421/503 with Meridian-Replay.
+    if (op.result === 'refused' && op.replayRegion && op.replayOf === undefined) {
+      const plan: OpPlan = { kind: op.kind, collection: op.collection, key: op.key, region: op.replayRegion };
+      if (op.by !== undefined) plan.by = op.by;
+      if (op.members) plan.members = op.members;
+      if (op.home) plan.home = op.home;
+      this.issue(st, plan, op.id);
+      return;
+    }
+    const thinkMeanMs = (this.workload.sessions.length * 1000) / this.options.opsPerSec;
+    st.nextAtMs = Math.max(this.time.nowMs, st.nextAtMs + st.session.rng.exp(thinkMeanMs));
+    this.time.at(st.nextAtMs, () => this.nextOp(st));
+  }
+
+  private issue(st: SessionState, plan: OpPlan, replayOf: number | undefined): void {
+    const s = st.session;
+    const op: OpRecord = {
+      id: this.history.ops.length,
+      session: s.id,
+      token: s.token,
+      region: plan.region,
+      kind: plan.kind,
+      collection: plan.collection,
+      key: plan.key,
+      startAtMs: this.time.nowMs,
+      endAtMs: -1,
+      result: 'pending',
+    };
+    if (plan.by !== undefined) op.by = plan.by;
+    if (plan.members) op.members = plan.members;
+    if (plan.home) op.home = plan.home;
+    if (replayOf !== undefined) op.replayOf = replayOf;
+    this.history.ops.push(op);
+
+    let proc = this.procs.get(plan.region)!;
+    const homeBound = plan.home !== undefined && plan.kind !== 'get';
+    if (proc.status !== 'up' && !homeBound && replayOf === undefined) {
+      // Failover, as the edge does: the next live region in the configured order.
+      const alt = this.history.regions.map((r) => this.procs.get(r)!).find((p) => p.status === 'up');
+      if (alt) proc = alt;
+      op.region = proc.id;
+    }
+    const core = proc.core;
+    if (proc.status !== 'up' || !core) {
+      op.result = 'unavailable';
+      op.endAtMs = this.time.nowMs;
+      this.afterOp(st, op);
+      return;
+    }
+    const owner = proc.owner;
+    let p: Promise<DocView | undefined>;
+    const fifo = this.fifo.get(proc.id)!;
+    switch (plan.kind) {
+      case 'put': {
+        const value = `v${op.id}`;
+        op.value = value;
+        this.opByValue.set(value, op);
+        p = core.put(plan.collection, plan.key, value, plan.home ? { homeRegion: plan.home } : {});
+        break;
+      }
+      case 'delete':
+        fifo.push(op);
+        p = core.delete(plan.collection, plan.key);
+        break;
+      case 'increment':
+        fifo.push(op);
+        p = core.increment(plan.collection, plan.key, plan.by ?? 1);
+        break;
+      case 'add':
+        fifo.push(op);
+        p = core.addMembers(plan.collection, plan.key, plan.members ?? []);
+        break;
+      case 'remove':
+        fifo.push(op);
+        p = core.removeMembers(plan.collection, plan.key, plan.members ?? []);
+        break;
+      case 'clear':
+        fifo.push(op);
+        p = core.delete(plan.collection, plan.key);
+        break;
+      case 'get': {
+        p = core.get(plan.collection, plan.key, st.minVersion ? { minVersion: st.minVersion } : {});
+        break;
+      }
+    }
+    const inflight = this.inflight.get(proc.id)!;
+    inflight.add(op);
+    const timeout = this.time.after(CLIENT_TIMEOUT_MS, () => {
+      if (op.result !== 'pending') return;
+      inflight.delete(op);
+      this.counts.clientTimeouts++;
+      op.result = 'indefinite';
+      op.errorCode = 'client_timeout';
+      op.endAtMs = this.time.nowMs;
+      this.afterOp(st, op);
+    });
+    p.then(
+      (view) => {
+        if (op.result !== 'pending' || !owner.alive) return;
+        timeout.cancelled = true;
+        inflight.delete(op);
+        this.finishOk(st, op, view);
+        this.afterOp(st, op);
+      },
+      (e: unknown) => {
+        if (op.result !== 'pending' || !owner.alive) return;
+        timeout.cancelled = true;
+        inflight.delete(op);
+        this.finishError(op, e);
+        this.afterOp(st, op);
+      },
+    );
+  }
+
+  private finishOk(st: SessionState, op: OpRecord, view: DocView | undefined): void {
+    op.result = 'ok';
+    op.endAtMs = this.time.nowMs;
+    op.answer = view?.value;
+    if (view) {
+      op.answerVersion = view.version;
+      if (st.session.token && !versionsEqual(st.version, mergeVersions(st.version, view.version))) {
+        // The token goes through its wire form, as a client's would.
+        st.version = mergeVersions(st.version, view.version);
+        st.token = encodeToken(st.version);
+        st.minVersion = decodeToken(st.token);
+      }
+    }
+    const spec = this.specs.get(op.collection);
+    if (op.kind !== 'get' && spec?.replication.mode === 'sync' && op.change) {
+      const { origin, seq } = op.change;
+      op.holdersAtAck = holdersOf(spec, this.history.regions).filter(
+        (r) => seqOf(this.history.maxDurable.get(r) ?? {}, origin) >= seq,
+      );
+    }
+  }
+
+  private finishError(op: OpRecord, e: unknown): void {
+    op.endAtMs = this.time.nowMs;
+    if (!isMeridianError(e)) {
+      op.result = 'error';
+      op.errorCode = `exception: ${(e as Error)?.message ?? String(e)}`;
+      return;
+    }
+    op.errorCode = e.code;
+    if (e.code === 'sync_timeout') op.result = 'indefinite';
+    else if (e.code === 'misdirected' || e.code === 'not_caught_up') {
+      op.result = 'refused';
+      if (e.details.replayRegion) op.replayRegion = e.details.replayRegion;
+    } else op.result = 'error';
+  }
+
+  // ------------------------------------------------------------------ observation
+
+  private onSubmit(region: RegionId, batch: CommitBatch): void {
+    inspectCommit(this.history, region, batch, this.time.nowMs);
+  }
+
+  private onEvent(region: RegionId, e: RegionEvent): void {
+    switch (e.type) {
+      case 'conflict':
+        this.counts.conflicts++;
+        return;
+      case 'clock-skew':
+        this.counts.clockSkew++;
+        return;
+      case 'sync-timeout':
+        this.counts.syncTimeouts++;
+        return;
+      case 'snapshot-applied':
+        this.counts.snapshots++;
+        this.note(`${region}: applied a snapshot from ${e.from} (${e.docs} docs)`);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** A commit reached the disk of `region`: record its own changes, match them to client ops, time the others. */
+  private onDurable(region: RegionId, batch: CommitBatch, before: VersionVector): void {
+    const h = this.history;
+    h.maxDurable.set(region, mergeVersions(h.maxDurable.get(region) ?? {}, batch.applied));
+    const now = this.time.nowMs;
+    let running: Record<RegionId, number> | undefined;
+    const mine = h.changes.get(region)!;
+    for (const c of batch.changes) {
+      if (c.origin === region) {
+        if (c.payload.kind === 'doc') {
+          const delta: DocState = c.payload.delta;
+          const rec: LocalChange = {
+            origin: c.origin,
+            seq: c.seq,
+            hlc: c.hlc,
+            collection: c.payload.collection,
+            key: c.payload.key,
+            delta,
+            committedAtMs: now,
+          };
+          if (delta.t === 'set') {
+            running ??= runningVersion(before, batch, c);
+            rec.causalPast = { ...running };
+          }
+          const op = this.matchOp(region, delta);
+          if (op) {
+            op.change = { origin: c.origin, seq: c.seq, hlc: c.hlc };
+            rec.op = op.id;
+          }
+          mine[c.seq - 1] = rec;
+        }
+      } else {
+        const rec = h.changes.get(c.origin)?.[c.seq - 1];
+        if (rec) {
+          const link = `${c.origin}>${region}`;
+          let a = this.lagMs.get(link);
+          if (!a) {
+            a = [];
+            this.lagMs.set(link, a);
+          }
+          a.push(now - rec.committedAtMs);
+        }
+      }
+      if (running) running[c.origin] = c.seq;
+    }
+  }
+
+  private matchOp(region: RegionId, delta: DocState): OpRecord | undefined {
+    if (delta.t === 'reg' && !delta.deleted && typeof delta.value === 'string') {
+      return this.opByValue.get(delta.value);
+    }
+    const op = this.fifo.get(region)!.shift();
+    if (!op) throw new Error(`sim: a ${delta.t} change at ${region} matches no client operation`);
+    const expected = op.kind === 'increment' ? 'counter' : op.kind === 'delete' ? 'reg' : 'set';
+    if (expected !== delta.t) {
+      throw new Error(`sim: change of type ${delta.t} at ${region} does not match op #${op.id} (${op.kind})`);
+    }
+    return op;
+  }
+}
+
+/** The version just before `c` within the batch: what was applied before the batch plus earlier changes. */
+function runningVersion(
+  before: VersionVector,
+  batch: CommitBatch,
+  c: CommitBatch['changes'][number],
+): Record<RegionId, number> {
+  const v: Record<RegionId, number> = { ...before };
+  for (const x of batch.changes) {
+    if (x === c) break;
+    v[x.origin] = x.seq;
+  }
+  return v;
+}
+
+export function fmtMs(ms: number): string {
+  return `${(ms / 1000).toFixed(3)}s`;
+}
+
+export { describeFault };
