@@ -6,8 +6,9 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as packet from 'dns-packet';
 import { projectRoot } from '../src/adapters/region-table.js';
@@ -51,6 +52,21 @@ interface LoadResult {
   qps: number;
   p50Ms: number;
   p99Ms: number;
+  /** Server CPU per answered query, in microseconds: robust to a busy machine, unlike q/s. */
+  cpuUsPerQuery: number;
+}
+
+/** CPU time (user + system, all threads) a process has used so far, in ms, from /proc (Linux). */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux).
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -62,13 +78,21 @@ function percentile(sorted: Float64Array, p: number): number {
  * Closed-loop load: `window` queries in flight over 4 sockets; each answer (or loss after 1 s)
  * releases the next query. Answers are checked against the expected region.
  */
-async function load(port: number, window: number, durationMs: number): Promise<LoadResult> {
+export async function load(
+  port: number,
+  window: number,
+  durationMs: number,
+  pid?: number,
+): Promise<LoadResult> {
   const templates = SUBNETS.map((s) => ({ bytes: queryFor(s.subnet), want: s.want }));
   const socketCount = Math.min(4, window);
   const sockets: Socket[] = [];
-  const inflight = new Map<number, { at: number; want: string }>();
-  const latencies: number[] = [];
-  let nextId = 1;
+  // Indexed by query id: when it was sent (0: not in flight) and which template it used.
+  const sentAt = new Float64Array(65536);
+  const template = new Uint8Array(65536);
+  const latencies = new Float64Array(2_000_000);
+  let count = 0;
+  let nextId = 0;
   let sent = 0;
   let answered = 0;
   let lost = 0;
@@ -79,13 +103,15 @@ async function load(port: number, window: number, durationMs: number): Promise<L
 
   const send = (sock: Socket) => {
     if (stopping) return;
-    const t = templates[turn++ % templates.length];
+    const ti = turn++ % templates.length;
+    const t = templates[ti];
     if (!t) return;
-    nextId = (nextId % 65535) + 1;
-    while (inflight.has(nextId)) nextId = (nextId % 65535) + 1;
+    do nextId = (nextId % 65535) + 1;
+    while (sentAt[nextId] !== 0);
     const msg = Buffer.from(t.bytes);
     msg.writeUInt16BE(nextId, 0);
-    inflight.set(nextId, { at: performance.now(), want: t.want });
+    sentAt[nextId] = performance.now();
+    template[nextId] = ti;
     if (measuring) sent++;
     sock.send(msg, port, '127.0.0.1');
   };
@@ -95,18 +121,16 @@ async function load(port: number, window: number, durationMs: number): Promise<L
     await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
     sock.on('message', (m: Buffer) => {
       const id = m.readUInt16BE(0);
-      const q = inflight.get(id);
-      if (!q) return;
-      inflight.delete(id);
+      const at = sentAt[id] ?? 0;
+      if (at === 0) return;
+      sentAt[id] = 0;
       if (measuring) {
         answered++;
-        latencies.push(performance.now() - q.at);
-        // The A record's address is the last 4 bytes of a one-answer reply... unless OPT follows:
-        // decode only a sample, to keep the generator cheap.
+        if (count < latencies.length) latencies[count++] = performance.now() - at;
+        // Check a sample of answers in full, to keep the generator cheap.
         if (answered % 97 === 0) {
-          const res = packet.decode(m);
-          const a = res.answers?.[0];
-          if (!a || !('data' in a) || a.data !== q.want) wrong++;
+          const a = packet.decode(m).answers?.[0];
+          if (!a || !('data' in a) || a.data !== templates[template[id] ?? 0]?.want) wrong++;
         }
       }
       send(sock);
@@ -115,9 +139,10 @@ async function load(port: number, window: number, durationMs: number): Promise<L
   }
   const sweep = setInterval(() => {
     const now = performance.now();
-    for (const [id, q] of inflight) {
-      if (now - q.at > LOST_AFTER_MS) {
-        inflight.delete(id);
+    for (let id = 1; id < 65536; id++) {
+      const at = sentAt[id] ?? 0;
+      if (at !== 0 && now - at > LOST_AFTER_MS) {
+        sentAt[id] = 0;
         if (measuring) lost++;
         const s = sockets[id % sockets.length];
         if (s) send(s);
@@ -130,14 +155,16 @@ async function load(port: number, window: number, durationMs: number): Promise<L
   }
   await new Promise((r) => setTimeout(r, WARMUP_MS));
   measuring = true;
+  const cpuBefore = cpuMs(pid);
   const started = performance.now();
   await new Promise((r) => setTimeout(r, durationMs));
   measuring = false;
   const elapsedMs = performance.now() - started;
+  const cpuUsed = cpuMs(pid) - cpuBefore;
   stopping = true;
   clearInterval(sweep);
   for (const s of sockets) s.close();
-  const sorted = Float64Array.from(latencies).sort();
+  const sorted = latencies.slice(0, count).sort();
   return {
     sent,
     answered,
@@ -146,16 +173,29 @@ async function load(port: number, window: number, durationMs: number): Promise<L
     qps: answered / (elapsedMs / 1000),
     p50Ms: percentile(sorted, 50),
     p99Ms: percentile(sorted, 99),
+    cpuUsPerQuery: (cpuUsed * 1000) / answered,
   };
 }
 
+/** A port free for both TCP and UDP right now (both servers bind both); released before use. */
 async function freePort(): Promise<number> {
-  // A UDP port the OS just handed out and released; both servers also bind TCP on it.
-  const s = createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
+  for (;;) {
+    const tcp = createServer();
+    await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', () => r()));
+    const addr = tcp.address();
+    const port = typeof addr === 'object' && addr ? addr.port : 0;
+    const udp = createSocket('udp4');
+    const ok = await new Promise<boolean>((r) => {
+      udp.once('error', () => r(false));
+      udp.bind(port, '127.0.0.1', () => r(true));
+    });
+    await new Promise<void>((r) => tcp.close(() => r()));
+    if (ok) {
+      await new Promise<void>((r) => udp.close(() => r()));
+      return port;
+    }
+    udp.close();
+  }
 }
 
 function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: number): Promise<void> {
@@ -188,7 +228,7 @@ async function stop(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-async function startMeridian(dir: string, port: number): Promise<ChildProcess> {
+async function startMeridian(dir: string, port: number, cacheEntries?: number): Promise<ChildProcess> {
   const cfg = {
     secrets: { clusterSecret: 'c'.repeat(16), adminToken: 'a'.repeat(16) },
     regions: [
@@ -208,10 +248,15 @@ async function startMeridian(dir: string, port: number): Promise<ChildProcess> {
   };
   const file = join(dir, 'meridian.json');
   writeFileSync(file, JSON.stringify(cfg));
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'dns', '--config', file], {
-    cwd: projectRoot(),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const extra = cacheEntries === undefined ? [] : ['--cache-entries', String(cacheEntries)];
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli/main.ts', 'dns', '--config', file, ...extra],
+    {
+      cwd: projectRoot(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   await waitForLine(child, /authoritative for meridian\.test/, 20_000);
   return child;
 }
@@ -273,12 +318,21 @@ export async function run(): Promise<void> {
   try {
     const targets: Array<{ name: string; start: (port: number) => Promise<ChildProcess | string> }> = [
       { name: 'meridian dns', start: (p) => startMeridian(dir, p) },
+      { name: 'meridian dns, no answer cache', start: (p) => startMeridian(dir, p, 0) },
       { name: 'gdnsd 3 (geoip)', start: (p) => startGdnsd(dir, p) },
     ];
     for (const t of targets) {
-      const port = await freePort();
+      let port = await freePort();
       process.stdout.write(`${t.name}: starting on 127.0.0.1:${port} ...\n`);
-      const child = await t.start(port);
+      let child: ChildProcess | string;
+      try {
+        child = await t.start(port);
+      } catch (e) {
+        // Another process on this shared machine may have taken the port in between: once more.
+        port = await freePort();
+        process.stdout.write(`${t.name}: ${(e as Error).message.split('\n')[0]}; retrying on ${port}\n`);
+        child = await t.start(port);
+      }
       if (typeof child === 'string') {
         skipped = child;
         process.stdout.write(`${t.name}: skipped: ${child}\n`);
@@ -286,9 +340,9 @@ export async function run(): Promise<void> {
       }
       try {
         process.stdout.write(`${t.name}: ${WINDOW} in flight for ${PHASE_MS} ms ...\n`);
-        const loaded = await load(port, WINDOW, PHASE_MS);
+        const loaded = await load(port, WINDOW, PHASE_MS, child.pid);
         process.stdout.write(`${t.name}: one in flight for ${PHASE_MS} ms ...\n`);
-        const idle = await load(port, 1, PHASE_MS);
+        const idle = await load(port, 1, PHASE_MS, child.pid);
         rows.push({ name: t.name, load: loaded, idle });
       } finally {
         await stop(child);
@@ -298,25 +352,28 @@ export async function run(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
 
-  const head = `| server | q/s (${WINDOW} in flight) | p50 ms | p99 ms | p50 ms (1 in flight) | p99 ms (1 in flight) | lost | wrong |`;
-  const lines = [head, '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
+  const head = `| server | q/s (${WINDOW} in flight) | p50 ms | p99 ms | server CPU µs/query | p50 ms (1 in flight) | p99 ms (1 in flight) | lost | wrong |`;
+  const lines = [head, '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
   for (const r of rows) {
     lines.push(
-      `| ${r.name} | ${fmt(r.load.qps)} | ${fmt(r.load.p50Ms, 3)} | ${fmt(r.load.p99Ms, 3)} | ${fmt(r.idle.p50Ms, 3)} | ${fmt(r.idle.p99Ms, 3)} | ${r.load.lost + r.idle.lost} | ${r.load.wrong + r.idle.wrong} |`,
+      `| ${r.name} | ${fmt(r.load.qps)} | ${fmt(r.load.p50Ms, 3)} | ${fmt(r.load.p99Ms, 3)} | ${fmt(r.load.cpuUsPerQuery, 1)} | ${fmt(r.idle.p50Ms, 3)} | ${fmt(r.idle.p99Ms, 3)} | ${r.load.lost + r.idle.lost} | ${r.load.wrong + r.idle.wrong} |`,
     );
   }
-  const m = rows.find((r) => r.name.startsWith('meridian'));
   const g = rows.find((r) => r.name.startsWith('gdnsd'));
   process.stdout.write(`\n${lines.join('\n')}\n`);
-  if (m && g) {
+  if (g) {
     process.stdout.write(
-      `\nratios meridian / gdnsd: throughput ${fmt(m.load.qps / g.load.qps, 2)}x, p99 under load ${fmt(
-        m.load.p99Ms / g.load.p99Ms,
-        2,
-      )}x, p99 with one in flight ${fmt(m.idle.p99Ms / g.idle.p99Ms, 2)}x\n`,
+      '\n| ratio to gdnsd | throughput | p99 under load | CPU per query | p99 one in flight |\n| --- | ---: | ---: | ---: | ---: |\n',
     );
+    for (const m of rows.filter((r) => r !== g)) {
+      process.stdout.write(
+        `| ${m.name} | ${fmt(m.load.qps / g.load.qps, 2)}x | ${fmt(m.load.p99Ms / g.load.p99Ms, 2)}x | ${fmt(m.load.cpuUsPerQuery / g.load.cpuUsPerQuery, 2)}x | ${fmt(m.idle.p99Ms / g.idle.p99Ms, 2)}x |\n`,
+      );
+    }
     process.stdout.write(
-      'note: one Node load generator drives both; when it saturates its core, the faster server is held to its rate.\n',
+      `note: one Node load generator drives every server; when it saturates its core the faster server is held to its rate, so CPU per query is the fairer cost measure. Load average at the end: ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')} on ${availableParallelism()} cores.\n`,
     );
   } else if (skipped) {
     if (inCI) throw new Error(`gdnsd is required in CI: ${skipped}`);

@@ -1,15 +1,15 @@
-/** `meridian dns --config FILE [--host H] [--port P]`: runs the GeoDNS server until SIGINT/SIGTERM. */
+/** `meridian dns --config FILE [--host H] [--port P] [--cache-entries N]`: runs the GeoDNS server until SIGINT/SIGTERM. */
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../../adapters/config.js';
 import { startDnsServer } from '../../servers/dns/index.js';
 
-const USAGE = 'usage: meridian dns --config FILE [--host HOST] [--port PORT]\n';
+const USAGE = 'usage: meridian dns --config FILE [--host HOST] [--port PORT] [--cache-entries N (0: off)]\n';
 
 /**
  * @example meridian dns --config lab.yaml   # then: dig @127.0.0.1 -p 5353 app.meridian.test
  */
 export async function run(argv: string[]): Promise<number> {
-  let values: { config?: string; host?: string; port?: string; help?: boolean };
+  let values: { config?: string; host?: string; port?: string; 'cache-entries'?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -17,6 +17,7 @@ export async function run(argv: string[]): Promise<number> {
         config: { type: 'string', short: 'c' },
         host: { type: 'string' },
         port: { type: 'string' },
+        'cache-entries': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -37,6 +38,11 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`meridian dns: --port must be 0..65535\n${USAGE}`);
     return 2;
   }
+  const cacheEntries = values['cache-entries'] === undefined ? undefined : Number(values['cache-entries']);
+  if (cacheEntries !== undefined && !(Number.isInteger(cacheEntries) && cacheEntries >= 0)) {
+    process.stderr.write(`meridian dns: --cache-entries must be a whole number\n${USAGE}`);
+    return 2;
+  }
   let cfg: ReturnType<typeof loadConfig>;
   try {
     cfg = loadConfig(values.config);
@@ -48,6 +54,7 @@ export async function run(argv: string[]): Promise<number> {
   const server = await startDnsServer(cfg, {
     ...(values.host !== undefined ? { host: values.host } : {}),
     ...(port !== undefined ? { port } : {}),
+    ...(cacheEntries !== undefined ? { cacheEntries } : {}),
     log,
   });
   const zone = cfg.dns.zone;

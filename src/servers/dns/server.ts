@@ -7,8 +7,8 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { createServer, isIPv6, type Server, type Socket as TcpSocket } from 'node:net';
 import type { MeridianConfig } from '../../adapters/config.js';
 import { type NetworkGeoIp, openGeoIp } from '../../adapters/geoip.js';
-import { answerQuery, type Outcome, type Router } from './answer.js';
-import { AnswerCache } from './cache.js';
+import { answerQuery, type Outcome, type QueryContext, type Router } from './answer.js';
+import { ANSWER_CACHE_ENTRIES, AnswerCache } from './cache.js';
 import { EdgeHealthMonitor, type Probe } from './health.js';
 import { zonePlan } from './zone.js';
 
@@ -37,6 +37,8 @@ export interface DnsServerOptions {
   geo?: NetworkGeoIp;
   /** Default: HTTP GET of each edge's /healthz. */
   probe?: Probe;
+  /** Answers memoized (0: no cache, every query decoded and encoded); default ANSWER_CACHE_ENTRIES. */
+  cacheEntries?: number;
   /** SOA serial; default: seconds since the epoch now. */
   serialS?: number;
   log?: (line: string) => void;
@@ -91,7 +93,9 @@ export async function startDnsServer(cfg: MeridianConfig, opts: DnsServerOptions
   );
   await health.start();
   const router: Router = { plan, geo, isHealthy: (id) => health.isHealthy(id) };
-  const cache = new AnswerCache((msg, ctx) => answerQuery(msg, ctx, router));
+  const compute = (msg: Buffer, ctx: QueryContext) => answerQuery(msg, ctx, router);
+  const cacheEntries = opts.cacheEntries ?? ANSWER_CACHE_ENTRIES;
+  const cache = new AnswerCache(compute, cacheEntries);
   health.onChange((region, t) => {
     cache.clear();
     log(`health: ${region} ${t.from} -> ${t.to} (${t.reason})`);
@@ -111,7 +115,8 @@ export async function startDnsServer(cfg: MeridianConfig, opts: DnsServerOptions
   const answer = (msg: Buffer, sourceIp: string, transport: 'udp' | 'tcp'): Outcome => {
     let out: Outcome;
     try {
-      out = cache.answer(msg, { sourceIp, transport });
+      out =
+        cacheEntries > 0 ? cache.answer(msg, { sourceIp, transport }) : compute(msg, { sourceIp, transport });
     } catch (e) {
       // answerQuery is written not to throw; if it ever does, drop rather than die.
       out = { kind: 'drop', reason: `internal: ${(e as Error).message}` };
@@ -161,9 +166,9 @@ export async function startDnsServer(cfg: MeridianConfig, opts: DnsServerOptions
   udpSock.on('message', (msg: Buffer, rinfo: RemoteInfo) => {
     const out = answer(msg, rinfo.address, 'udp');
     if (out.kind === 'reply') {
-      udpSock.send(out.bytes, rinfo.port, rinfo.address, (err) => {
-        if (err) log(`dns: udp send to ${rinfo.address}:${rinfo.port} failed: ${err.message}`);
-      });
+      // No callback: a failed send surfaces as the socket's 'error' event (logged above), and
+      // skipping the per-packet completion callback saves a closure and a wrap per answer.
+      udpSock.send(out.bytes, rinfo.port, rinfo.address);
     }
   });
 
