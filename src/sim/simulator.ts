@@ -21,12 +21,13 @@ import {
 } from '../core/version.js';
 import { ALL_CHECKERS } from './checkers/index.js';
 import { inspectCommit, inspectMessage } from './checkers/residency.js';
-import { describeFault, faultProfile, faultSchedule, initialSkews } from './faults.js';
+import { faultProfile, faultSchedule, initialSkews } from './faults.js';
 import { computeFigures, type Figures } from './figures.js';
 import type { History, LocalChange, OpRecord, TimedFault, Violation } from './history.js';
 import { Network, NO_LINK_FAULTS } from './network.js';
 import { Prng } from './random.js';
 import { DEFAULT_REPLICATION, RegionProcess } from './region-process.js';
+import { fmtMs } from './report.js';
 import { VirtualTime } from './time.js';
 import { type OpPlan, type Session, simCollections, Workload, workloadSpec } from './workload.js';
 
@@ -591,9 +592,3 @@ function runningVersion(
   }
   return v;
 }
-
-export function fmtMs(ms: number): string {
-  return `${(ms / 1000).toFixed(3)}s`;
-}
-
-export { describeFault };

@@ -1,5 +1,206 @@
-/** `meridian sim`: not built yet (see the open issues). */
-export async function run(_argv: string[]): Promise<number> {
-  process.stderr.write('meridian sim: not implemented yet\n');
-  return 2;
+/**
+ * `meridian sim`: runs the deterministic simulator for one seed or a sweep of seeds, prints a
+ * summary table, and on a violation the checker, a history excerpt and the replay command (exit 1).
+ *
+ * @example
+ * meridian sim --seed 7 --faults heavy
+ * meridian sim --seeds 200 --duration 5s --faults heavy
+ */
+import type { PlantedBugs } from '../../core/region.js';
+import { ALL_CHECKERS } from '../../sim/checkers/index.js';
+import { FAULT_PROFILES } from '../../sim/faults.js';
+import { replayCommand, runReport, table, violationReport } from '../../sim/report.js';
+import { DEFAULT_SIM, type RunResult, type SimOptions, simulate } from '../../sim/simulator.js';
+import { WORKLOADS } from '../../sim/workload.js';
+
+const BUGS = ['dropIncrement', 'skipTokenWait', 'ackBeforeApply'] as const;
+
+function usage(): string {
+  return `usage: meridian sim [options]
+
+  --seed N          first seed (default 1)
+  --seeds N         how many seeds to run, from --seed on (default 1)
+  --regions a,b,c   region ids from data/aws-regions.json (default ${DEFAULT_SIM.regions.join(',')})
+  --duration T      simulated time with workload and faults, e.g. 60s, 500ms, 2m (default ${DEFAULT_SIM.durationMs / 1000}s)
+  --faults NAME     ${Object.keys(FAULT_PROFILES).join('|')} (default ${DEFAULT_SIM.faults})
+  --workload NAME   ${Object.keys(WORKLOADS).join('|')} (default ${DEFAULT_SIM.workload})
+  --rate N          client operations per second, offered (default ${DEFAULT_SIM.opsPerSec})
+  --bug NAME        plant a bug to see a checker catch it: ${BUGS.join('|')} (repeatable)
+  --notes           also print the region processes' diagnostic notes
+
+Exit code: 0 when every checker passes for every seed, 1 on any violation, 2 on bad usage.
+`;
+}
+
+export function parseDurationMs(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(s.trim());
+  if (!m) throw new Error(`bad duration '${s}' (use e.g. 60s, 500ms, 2m)`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  return Math.round(unit === 'ms' ? n : unit === 'm' ? n * 60_000 : n * 1000);
+}
+
+interface CliOptions {
+  sim: Omit<SimOptions, 'seed'>;
+  seed: number;
+  seeds: number;
+  notes: boolean;
+}
+
+export function parseArgs(argv: string[]): CliOptions {
+  const sim: Omit<SimOptions, 'seed'> = { ...DEFAULT_SIM };
+  let seed = 1;
+  let seeds = 1;
+  let notes = false;
+  const bugs: PlantedBugs = {};
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value`);
+      return v;
+    };
+    const int = (v: string): number => {
+      if (!/^\d+$/.test(v)) throw new Error(`${flag} takes a whole number, not '${v}'`);
+      return Number(v);
+    };
+    switch (flag) {
+      case '--seed':
+        seed = int(value());
+        break;
+      case '--seeds':
+        seeds = Math.max(1, int(value()));
+        break;
+      case '--regions':
+        sim.regions = value()
+          .split(',')
+          .map((r) => r.trim())
+          .filter(Boolean);
+        break;
+      case '--duration':
+        sim.durationMs = parseDurationMs(value());
+        break;
+      case '--faults': {
+        const v = value();
+        if (!FAULT_PROFILES[v])
+          throw new Error(`unknown --faults '${v}'; known: ${Object.keys(FAULT_PROFILES).join(', ')}`);
+        sim.faults = v;
+        break;
+      }
+      case '--workload': {
+        const v = value();
+        if (!WORKLOADS[v])
+          throw new Error(`unknown --workload '${v}'; known: ${Object.keys(WORKLOADS).join(', ')}`);
+        sim.workload = v;
+        break;
+      }
+      case '--rate':
+        sim.opsPerSec = Math.max(1, int(value()));
+        break;
+      case '--bug': {
+        const v = value();
+        if (!(BUGS as readonly string[]).includes(v))
+          throw new Error(`unknown --bug '${v}'; known: ${BUGS.join(', ')}`);
+        bugs[v as (typeof BUGS)[number]] = true;
+        break;
+      }
+      case '--notes':
+        notes = true;
+        break;
+      default:
+        throw new Error(`unknown option '${flag}'`);
+    }
+  }
+  if (Object.keys(bugs).length > 0) sim.bugs = bugs;
+  return { sim, seed, seeds, notes };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(usage());
+    return 0;
+  }
+  let o: CliOptions;
+  try {
+    o = parseArgs(argv);
+  } catch (e) {
+    process.stderr.write(`meridian sim: ${(e as Error).message}\n\n${usage()}`);
+    return 2;
+  }
+  const names = ALL_CHECKERS.map((c) => c.name);
+  if (o.seeds === 1) {
+    let r: RunResult;
+    try {
+      r = await simulate({ ...o.sim, seed: o.seed });
+    } catch (e) {
+      process.stderr.write(`meridian sim: ${(e as Error).message}\n`);
+      return 2;
+    }
+    process.stdout.write(runReport(r, names));
+    if (o.notes) for (const n of r.notes) process.stdout.write(`note ${n}\n`);
+    return r.violations.length === 0 ? 0 : 1;
+  }
+  return sweep(o, names);
+}
+
+async function sweep(o: CliOptions, names: string[]): Promise<number> {
+  const failing: RunResult[] = [];
+  const perChecker = new Map<string, number>(names.map((n) => [n, 0]));
+  const totals = { ops: 0, conflicts: 0, snapshots: 0, lostWrites: 0, regionsLost: 0, maxP99: 0 };
+  process.stdout.write(
+    `meridian sim: seeds ${o.seed}..${o.seed + o.seeds - 1}, regions ${o.sim.regions.join(',')}, ${o.sim.durationMs / 1000}s each, faults ${o.sim.faults}, workload ${o.sim.workload}, ${o.sim.opsPerSec} ops/s\n`,
+  );
+  for (let i = 0; i < o.seeds; i++) {
+    const seed = o.seed + i;
+    const r = await simulate({ ...o.sim, seed });
+    const f = r.figures;
+    totals.ops += f.ops.total;
+    totals.conflicts += f.conflicts;
+    totals.snapshots += f.snapshots;
+    if (f.rpo) {
+      totals.regionsLost++;
+      totals.lostWrites += f.rpo.lostWrites;
+    }
+    for (const l of f.lag) totals.maxP99 = Math.max(totals.maxP99, l.p99Ms);
+    const hit = new Set(r.violations.map((v) => v.checker));
+    for (const c of hit) perChecker.set(c, (perChecker.get(c) ?? 0) + 1);
+    if (r.violations.length > 0) failing.push(r);
+    process.stdout.write(
+      `[${String(i + 1).padStart(String(o.seeds).length)}/${o.seeds}] seed ${seed}: ${r.violations.length === 0 ? 'ok' : `VIOLATED ${[...hit].join(', ')}`} (${f.ops.total} ops, ${f.conflicts} conflicts${f.rpo ? `, lost ${f.rpo.region}` : ''})\n`,
+    );
+  }
+  process.stdout.write('\n');
+  process.stdout.write(
+    `${table(
+      ['figure', 'value'],
+      [
+        ['seeds', o.seeds],
+        ['seeds with a violation', failing.length],
+        ['operations', totals.ops],
+        ['conflicts resolved', totals.conflicts],
+        ['snapshots applied', totals.snapshots],
+        ['runs that lost a region for good', totals.regionsLost],
+        ['async writes lost with it (RPO, total)', totals.lostWrites],
+        ['worst replication lag p99 (ms)', totals.maxP99],
+      ],
+    )}\n\n`,
+  );
+  process.stdout.write(
+    `${table(
+      ['checker', 'seeds violated'],
+      [...perChecker].map(([n, c]) => [n, c]),
+    )}\n\n`,
+  );
+  for (const r of failing.slice(0, 3)) {
+    for (const line of violationReport(r, r.violations[0]!)) process.stdout.write(`${line}\n`);
+    process.stdout.write('\n');
+  }
+  if (failing.length > 0) {
+    process.stdout.write('replay the failing seeds:\n');
+    for (const r of failing) process.stdout.write(`  ${replayCommand(r.options)}\n`);
+  }
+  process.stdout.write(
+    failing.length === 0 ? 'result: ok\n' : `result: ${failing.length} seed(s) violated\n`,
+  );
+  return failing.length === 0 ? 0 : 1;
 }
