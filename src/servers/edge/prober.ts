@@ -31,8 +31,10 @@ export async function probeOnce(u: Upstream, timeoutMs: number): Promise<HealthE
 }
 
 /**
- * Probes every region now and then every `intervalMs` (a region whose probe is still out is
- * skipped, not probed twice). `report` receives each result as it arrives.
+ * Probes every region now and then every `intervalMs`, even while earlier probes are still out:
+ * a region that stops answering then fails one probe per interval, so it falls after about
+ * `timeoutMs + (fall - 1) * intervalMs` rather than `fall * timeoutMs`. `report` receives each
+ * result as it arrives.
  * @example
  * const stop = startProber(upstreams, { intervalMs: 1000, timeoutMs: 500 }, (r, ev) => table.observe(r, ev, Date.now()));
  */
@@ -41,19 +43,12 @@ export function startProber(
   options: ProberOptions,
   report: (region: RegionId, event: HealthEvent) => void,
 ): { firstRound: Promise<void>; stop(): void } {
-  const inFlight = new Set<RegionId>();
   let stopped = false;
   const round = (): Promise<void> =>
     Promise.all(
       [...upstreams.values()].map(async (u) => {
-        if (inFlight.has(u.region)) return;
-        inFlight.add(u.region);
-        try {
-          const ev = await probeOnce(u, options.timeoutMs);
-          if (!stopped) report(u.region, ev);
-        } finally {
-          inFlight.delete(u.region);
-        }
+        const ev = await probeOnce(u, options.timeoutMs);
+        if (!stopped) report(u.region, ev);
       }),
     ).then(() => undefined);
   const firstRound = round();

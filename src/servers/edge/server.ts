@@ -34,7 +34,7 @@ import {
   validToken,
 } from '../../core/routing/index.js';
 import type { RegionId } from '../../core/types.js';
-import { forward, type UpstreamAnswer } from './forward.js';
+import { type Cancel, forward, type UpstreamAnswer } from './forward.js';
 import { edgeMetrics } from './metrics.js';
 import { startProber } from './prober.js';
 import { closeUpstreams, openUpstreams, type Upstream, type UpstreamOptions } from './upstreams.js';
@@ -173,9 +173,17 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     for (const l of listeners) l(e);
   };
 
+  // Idempotent requests in flight, per region: when a region is ejected they are cancelled and
+  // retried elsewhere at once, instead of waiting out a timeout on a region known to be gone.
+  const inFlight = new Map<RegionId, Set<Cancel>>(cfg.regions.map((r) => [r.id, new Set<Cancel>()]));
+
   const observe = (region: RegionId, ev: HealthEvent): void => {
     const t = table.observe(region, ev, clock.nowMs());
     if (t) {
+      if (t.to === 'down') {
+        const cancelled = new Error(`region ${region} was ejected (${t.reason})`);
+        for (const c of inFlight.get(region) ?? []) c.cancel(cancelled);
+      }
       metrics.transitions.inc({ region, to: t.to });
       log.warn({ region, from: t.from, to: t.to, reason: t.reason }, `region ${region} is ${t.to}`);
       emit({ kind: 'transition', transition: t });
@@ -297,6 +305,7 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
       known,
     );
     const headers = upstreamHeaders(req, write, cookie);
+    const cancel: Cancel | undefined = attempt.idempotent ? { cancel: () => undefined } : undefined;
     let step: NextStep = attempt.first();
     while (step.kind === 'send') {
       const region = step.region;
@@ -307,7 +316,8 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
       let up: UpstreamAnswer | undefined;
       let outcome: UpstreamOutcome;
       try {
-        up = await forward(u.pool, { method, path, headers, body });
+        if (cancel) inFlight.get(region)!.add(cancel);
+        up = await forward(u.pool, { method, path, headers, body }, cancel);
         outcome = {
           kind: 'answer',
           status: up.status,
@@ -316,6 +326,8 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
       } catch (e) {
         const err = e as Error & { code?: string };
         outcome = { kind: 'error', reason: err.code ?? err.message };
+      } finally {
+        if (cancel) inFlight.get(region)!.delete(cancel);
       }
       if (listeners.size > 0) emit({ kind: 'outcome', region, outcome, atMs: clock.nowMs() });
       const verdict = attempt.verdict(outcome);

@@ -1,6 +1,6 @@
 /**
  * Keep-alive connection pools to every region node, one undici Pool per region for traffic and a
- * one-connection Pool per region for probes (so a probe never queues behind busy traffic and its
+ * small Pool per region for probes (so a probe never queues behind busy traffic and its
  * RTT measures the network, not the pool).
  */
 import { Pool } from 'undici';
@@ -38,6 +38,8 @@ export function openUpstreams(
   options: Partial<UpstreamOptions> = {},
 ): Map<RegionId, Upstream> {
   const o = { ...DEFAULT_UPSTREAM, ...options } satisfies UpstreamOptions;
+  // Enough probe connections for the probes that overlap while a region does not answer.
+  const probeConnections = Math.ceil(cfg.edge.health.timeoutMs / cfg.edge.health.intervalMs) + 1;
   const out = new Map<RegionId, Upstream>();
   for (const r of cfg.regions) {
     const url = new URL(nodeUrlFrom(cfg, edgeRegion, r.id)).origin;
@@ -52,7 +54,7 @@ export function openUpstreams(
         bodyTimeout: o.bodyTimeoutMs,
       }),
       probe: new Pool(url, {
-        connections: 1,
+        connections: probeConnections,
         pipelining: 1,
         keepAliveTimeout: o.keepAliveTimeoutMs,
       }),
