@@ -239,7 +239,7 @@ class SagaSimulation {
     if (proc.status !== 'down') return;
     await proc.start();
     const core = proc.core;
-    const status: RegionProcess['status'] = proc.status;
+    const status = proc.status as RegionProcess['status'];
     if (status !== 'up' || !core || this.nodes.get(region)?.owner === proc.owner) return;
     const owner = proc.owner;
     const clock = this.time.clock(proc.skew);
@@ -290,6 +290,7 @@ class SagaSimulation {
     });
     watched.catch(() => {});
     while (!done) {
+      await new Promise((r) => setImmediate(r));
       const next = this.time.nextAtMs();
       await this.time.runUntil(next ?? this.time.nowMs, () => done);
       if (next === undefined && !done) await new Promise((r) => setImmediate(r));
