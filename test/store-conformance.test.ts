@@ -6,12 +6,19 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
 import { systemClock, systemTimers } from '../src/adapters/system.js';
 import type { Change, ChangePayload } from '../src/core/change.js';
 import type { DocState } from '../src/core/crdt.js';
 import { encodeHlc } from '../src/core/hlc.js';
 import { RegionCore } from '../src/core/region.js';
-import type { CommitBatch, DocRecord, KvRecord, RegionStore } from '../src/core/store.js';
+import {
+  type CommitBatch,
+  type DocRecord,
+  type KvRecord,
+  MemoryStore,
+  type RegionStore,
+} from '../src/core/store.js';
 import type { CollectionSpec, Json, RegionInfo } from '../src/core/types.js';
 import type { VersionVector } from '../src/core/version.js';
 import {
@@ -300,6 +307,62 @@ for (const make of fixtures) {
         }
         assert.deepEqual(ids(got), ids(appended));
       }));
+
+    it('matches the memory store on random logs, truncations and cursors (property)', async (t) => {
+      if (kind === 'memory') return t.skip('the memory store is the model');
+      const fx = make();
+      try {
+        if (!(await fx.available(t))) return;
+        const origins = ['us-east-1', 'eu-west-1', 'ap-northeast-1', 'sa-east-1'];
+        let run = 0;
+        await fc.assert(
+          fc.asyncProperty(
+            fc.array(
+              fc.record({
+                origins: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 8 }),
+                truncate: fc.option(fc.record({ origin: fc.integer({ min: 0, max: 3 }), back: fc.nat(6) }), {
+                  nil: undefined,
+                }),
+              }),
+              { minLength: 1, maxLength: 25 },
+            ),
+            fc.array(
+              fc.tuple(fc.array(fc.nat(40), { minLength: 4, maxLength: 4 }), fc.integer({ min: 1, max: 50 })),
+              { minLength: 1, maxLength: 10 },
+            ),
+            async (batches, queries) => {
+              const store = await fx.open(`prop-${run++}`);
+              const model = new MemoryStore();
+              const seqs = [0, 0, 0, 0];
+              let applied: VersionVector = {};
+              let at = 0;
+              for (const b of batches) {
+                const cs = b.origins.map((o) => change(origins[o]!, ++seqs[o]!, at++));
+                applied = { ...applied, ...Object.fromEntries(cs.map((c) => [c.origin, c.seq])) };
+                await store.commit(batch({ changes: cs, applied }));
+                await model.commit(batch({ changes: cs, applied }));
+                if (b.truncate) {
+                  const upTo = {
+                    [origins[b.truncate.origin]!]: Math.max(0, seqs[b.truncate.origin]! - b.truncate.back),
+                  };
+                  await store.truncateLog(upTo);
+                  await model.truncateLog(upTo);
+                }
+              }
+              assert.deepEqual(await store.load(), await model.load());
+              for (const [h, limit] of queries) {
+                const have = Object.fromEntries(origins.map((o, i) => [o, h[i]!]));
+                assert.deepEqual(await store.readLog(have, limit), await model.readLog(have, limit));
+              }
+              await store.close();
+            },
+          ),
+          { numRuns: kind === 'postgres' ? 15 : 50 },
+        );
+      } finally {
+        await fx.cleanup();
+      }
+    });
 
     it('truncateLog drops entries per origin and load() reports what was truncated', (t) =>
       withFixture(t, make, async (_fx, store) => {
