@@ -10,6 +10,11 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Pool } from 'undici';
+import type { MeridianConfig } from '../src/adapters/config.js';
+import { WanEmulator } from '../src/lab/wan/index.js';
+import { type Edge, type EdgeEvent, startEdge } from '../src/servers/edge/index.js';
+import { type Cluster, startCluster } from '../test/support/cluster.js';
 import { inCI } from '../test/support/services.js';
 import { closedLoop, fixedRate, hasWrk, type LoadResult, runWrk } from './edge-load.js';
 import {
@@ -160,7 +165,193 @@ export async function proxyBench(): Promise<void> {
   }
 }
 
+// ---------------------------------------------------------------- failover
+
+/** The probe settings of the failover runs: the lab's 200 ms interval. */
+export const FAILOVER_HEALTH = { intervalMs: 200, timeoutMs: 250, fall: 3, rise: 2 };
+const WORKERS = 16;
+
+interface FailoverRow {
+  scenario: string;
+  ejectedMs: number;
+  how: string;
+  lastRoutedMs: number;
+  requests: number;
+  failed: number;
+  retried: number;
+  maxLatencyMs: number;
+}
+
+const waitFor = async (what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> => {
+  const until = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+/**
+ * Steady load (GET and PUT, all idempotent) through an edge whose first choice is ap-northeast-1;
+ * then ap-northeast-1 dies (`crash`: SIGKILL of its node; `blackhole`: the path to it silently
+ * drops everything). Measures when the edge ejected it, when it last routed a request there, and
+ * how many requests failed.
+ */
+async function failoverRun(
+  cluster: Cluster,
+  wan: WanEmulator,
+  routes: Record<string, string>,
+  scenario: 'crash' | 'blackhole',
+): Promise<FailoverRow> {
+  const dead = 'ap-northeast-1';
+  const config: MeridianConfig = {
+    ...cluster.cfg,
+    edge: {
+      ...cluster.cfg.edge,
+      policy: 'failover',
+      priority: [dead, 'us-east-1', 'eu-west-1'],
+      health: FAILOVER_HEALTH,
+    },
+    regions: cluster.cfg.regions.map((r) => (r.id === 'us-east-1' ? { ...r, routes } : r)),
+  };
+  const edge: Edge = await startEdge({ config, edgeId: 'us-east-1', listen: { host: '127.0.0.1', port: 0 } });
+  const events: EdgeEvent[] = [];
+  edge.on((e) => events.push(e));
+  const client = new Pool(edge.url, { connections: WORKERS });
+  let stop = false;
+  let requests = 0;
+  let failed = 0;
+  let maxLatencyMs = 0;
+  let killedAt = Number.POSITIVE_INFINITY;
+  const worker = async (w: number): Promise<void> => {
+    for (let n = 0; !stop; n++) {
+      const write = n % 4 === 0;
+      const t0 = performance.now();
+      try {
+        const res = await client.request({
+          method: write ? 'PUT' : 'GET',
+          path: `/v1/settings/failover-${w}`,
+          headers: write ? { 'content-type': 'application/json' } : {},
+          body: write ? JSON.stringify(n) : undefined,
+        });
+        await res.body.dump();
+        if (res.statusCode !== 200 && !(res.statusCode === 404 && !write)) failed++;
+      } catch {
+        failed++;
+      }
+      requests++;
+      if (Date.now() >= killedAt) maxLatencyMs = Math.max(maxLatencyMs, performance.now() - t0);
+    }
+  };
+  const load = Promise.all(Array.from({ length: WORKERS }, (_, w) => worker(w)));
+  try {
+    await waitFor(
+      'steady load',
+      () => events.filter((e) => e.kind === 'dispatch' && e.region === dead).length >= 500,
+    );
+    killedAt = Date.now();
+    if (scenario === 'crash') await cluster.kill(dead);
+    else wan.cut('edge', dead, 'partition');
+    const isEjection = (e: EdgeEvent) =>
+      e.kind === 'transition' && e.transition.region === dead && e.transition.to === 'down';
+    await waitFor('the ejection', () => events.some(isEjection));
+    const afterEjection = requests;
+    await waitFor('1000 answers after the ejection', () => requests >= afterEjection + 1000);
+    stop = true;
+    await load;
+    const ejection = events.find(isEjection)!;
+    const dispatches = events.filter((e) => e.kind === 'dispatch' && e.region === dead);
+    const last = dispatches[dispatches.length - 1]!;
+    return {
+      scenario: scenario === 'crash' ? 'crash (SIGKILL)' : 'blackhole (partition)',
+      ejectedMs: ejection.kind === 'transition' ? ejection.transition.atMs - killedAt : Number.NaN,
+      how: ejection.kind === 'transition' ? ejection.transition.reason : '',
+      lastRoutedMs: (last.kind === 'dispatch' ? last.atMs : Number.NaN) - killedAt,
+      requests,
+      failed,
+      retried: events.filter((e) => e.kind === 'dispatch' && e.reason === 'retry').length,
+      maxLatencyMs,
+    };
+  } finally {
+    stop = true;
+    await load;
+    await client.destroy();
+    await edge.close();
+    if (scenario === 'crash') await cluster.restart(dead);
+    else wan.heal('edge', dead);
+  }
+}
+
+export async function failoverBench(): Promise<void> {
+  process.stdout.write(
+    `probes: interval ${FAILOVER_HEALTH.intervalMs} ms, timeout ${FAILOVER_HEALTH.timeoutMs} ms, fall ${FAILOVER_HEALTH.fall}, rise ${FAILOVER_HEALTH.rise}; ${WORKERS} closed-loop clients (75% GET, 25% PUT)\n  starting 3 region nodes ...\n`,
+  );
+  const wan = new WanEmulator({ handshake: false });
+  const cluster = await startCluster({ store: 'memory' });
+  try {
+    // The edge reaches every node through a WAN link of its own, so a path can be blackholed.
+    const routes: Record<string, string> = {};
+    for (const id of cluster.regions) {
+      const u = new URL(cluster.url(id));
+      const via = await wan.addLink({
+        from: 'edge',
+        to: id,
+        target: { host: u.hostname, port: Number(u.port) },
+        delayMs: 0,
+      });
+      routes[id] = `http://${via.host}:${via.port}`;
+    }
+    const rows: FailoverRow[] = [];
+    for (const scenario of ['crash', 'blackhole'] as const) {
+      process.stdout.write(`  ${scenario} ...\n`);
+      rows.push(await failoverRun(cluster, wan, routes, scenario));
+    }
+    process.stdout.write(
+      `\n${table([
+        [
+          'failover',
+          'ejected after',
+          'last routed there after',
+          'failed',
+          'requests',
+          'retried',
+          'max latency',
+          'ejected by',
+        ],
+        ...rows.map((r) => [
+          r.scenario,
+          `${fmt(r.ejectedMs)} ms`,
+          `${fmt(r.lastRoutedMs)} ms`,
+          String(r.failed),
+          String(r.requests),
+          String(r.retried),
+          `${fmt(r.maxLatencyMs)} ms`,
+          r.how,
+        ]),
+      ])}\n`,
+    );
+    for (const r of rows) {
+      const met = r.lastRoutedMs < 1000 && r.failed === 0;
+      process.stdout.write(
+        `${r.scenario}: last request routed to the dead region ${fmt(r.lastRoutedMs)} ms after its death, ${r.failed} failed (target < 1000 ms and 0: ${met ? 'met' : 'NOT met'})\n`,
+      );
+    }
+    process.stdout.write(
+      'peer (not run, published defaults): DNS-only failover ~90 s on Route 53 (3 x 10 s checks + 60 s TTL), ~100 s with gdnsd\n',
+    );
+  } finally {
+    await cluster.stop();
+    await wan.close();
+  }
+}
+
 export async function run(): Promise<void> {
-  process.stdout.write('-- proxy: meridian edge vs nginx proxy_pass --\n');
-  await proxyBench();
+  const only = process.env.EDGE_BENCH_ONLY;
+  if (only !== 'failover') {
+    process.stdout.write('-- proxy: meridian edge vs nginx proxy_pass --\n');
+    await proxyBench();
+  }
+  if (only !== 'proxy') {
+    process.stdout.write('\n-- failover: a region dies under steady load --\n');
+    await failoverBench();
+  }
 }
