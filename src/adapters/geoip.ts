@@ -224,8 +224,7 @@ export function makeGeoIp(
   const table: Override[] = overrides
     .map((o) => ({ block: parseCidr(o.cidr), lat: o.lat, lon: o.lon }))
     .sort((a, b) => b.block.prefix - a.block.prefix);
-  const cache = new Map<string, GeoNetwork | undefined>();
-  const locateNetwork = (ip: string): GeoNetwork | undefined => {
+  const lookup = (ip: string): GeoNetwork | undefined => {
     const parsed = parseIp(ip);
     if (!parsed) return undefined;
     for (const o of table) {
@@ -236,18 +235,24 @@ export function makeGeoIp(
     if (!reader) return undefined;
     const key = normalizeIp(ip);
     if (key === undefined) return undefined;
-    if (cache.has(key)) return cache.get(key);
-    let found: GeoNetwork | undefined;
     try {
       const [rec, prefixLength] = reader.getWithPrefixLength(key) as [MmdbRecord | null, number];
       const location = rec ? fromRecord(rec, centroids) : undefined;
-      found = location ? { location, prefixLength } : undefined;
+      return location ? { location, prefixLength } : undefined;
     } catch {
-      found = undefined;
+      return undefined;
     }
-    // Bounded: a resolver population is large but repeats; dropping everything is cheaper than an LRU.
+  };
+  // Keyed by the address as given, before any parsing: the same few resolvers and client subnets
+  // come back again and again, and the parse (BigInt for IPv6) costs more than the lookup.
+  const cache = new Map<string, GeoNetwork | undefined>();
+  const locateNetwork = (ip: string): GeoNetwork | undefined => {
+    const hit = cache.get(ip);
+    if (hit !== undefined || cache.has(ip)) return hit;
+    const found = lookup(ip);
+    // Bounded: dropping everything when full is cheaper than an LRU and good enough here.
     if (cache.size >= 10_000) cache.clear();
-    cache.set(key, found);
+    cache.set(ip, found);
     return found;
   };
   return { locateNetwork, locate: (ip) => locateNetwork(ip)?.location };
