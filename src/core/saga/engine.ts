@@ -53,8 +53,12 @@ export interface SagaEngineOptions {
   random: Random;
   definitions?: SagaDefinition[];
   retry?: Partial<RetryPolicy>;
+  /** How long a completed or compensated saga is kept before its record is purged (default 7 days; stuck ones stay). */
+  retentionMs?: number;
   onEvent?: (e: SagaEvent) => void;
 }
+
+export const DEFAULT_SAGA_RETENTION_MS = 7 * 24 * 3600 * 1000;
 
 export type SagaCounts = Record<SagaStatus, number>;
 
@@ -500,7 +504,11 @@ export class SagaEngine {
 
   private async persist(saga: SagaRecord): Promise<void> {
     if (this.stopped) throw new EngineStopped();
-    await this.opts.kv.writeKv([sagaEntry(saga)]);
+    const entry = sagaEntry(saga);
+    if (saga.status === 'completed' || saga.status === 'compensated') {
+      entry.expiresAtMs = this.opts.clock.nowMs() + (this.opts.retentionMs ?? DEFAULT_SAGA_RETENTION_MS);
+    }
+    await this.opts.kv.writeKv([entry]);
     if (this.stopped) throw new EngineStopped();
   }
 }
