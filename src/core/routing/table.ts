@@ -40,6 +40,7 @@ interface Entry {
 export class RoutingTable {
   private readonly entries = new Map<RegionId, Entry>();
   private readonly views: RegionView[] = [];
+  private cached: RoutePlan | undefined;
   readonly ctx: PolicyContext;
 
   constructor(
@@ -83,8 +84,17 @@ export class RoutingTable {
     return this.entries.get(region)?.view.status === 'up';
   }
 
+  /**
+   * The plan for one request. Policies that depend on nothing but the table (latency, failover)
+   * reuse one plan until the table changes; callers must not mutate it.
+   */
   plan(query: RouteQuery): RoutePlan {
-    return planRoute(this.ctx, this.views, query);
+    const policy = this.ctx.config.policy;
+    if (query.stickyRegion !== undefined || policy === 'geo' || policy === 'weighted') {
+      return planRoute(this.ctx, this.views, query);
+    }
+    this.cached ??= planRoute(this.ctx, this.views, query);
+    return this.cached;
   }
 
   /** Counts a request sent to `region` (call it when it leaves, so `requests` means "sent to"). */
@@ -101,6 +111,7 @@ export class RoutingTable {
     else if (event.kind === 'probe-ok') e.stats.probesOk++;
     else if (event.kind === 'probe-failed' || event.kind === 'probe-unhealthy') e.stats.probesFailed++;
     const t = e.health.observe(event, nowMs);
+    if (e.view.status !== e.health.status || e.view.srttMs !== e.health.srttMs) this.cached = undefined;
     e.view.status = e.health.status;
     e.view.srttMs = e.health.srttMs;
     e.stats.status = e.health.status;

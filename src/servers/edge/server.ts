@@ -190,6 +190,19 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     }
   };
 
+  // Label lookups hash their labels on every call; resolve each (reason, status class) once.
+  const answerCounters = new Map<string, { inc(): void }>();
+  const answered = (reason: RouteReason, status: number): void => {
+    const code = `${Math.floor(status / 100)}xx`;
+    const key = reason + code;
+    let c = answerCounters.get(key);
+    if (!c) {
+      c = metrics.answers.labels({ reason, code });
+      answerCounters.set(key, c);
+    }
+    c.inc();
+  };
+
   const locate = (req: IncomingMessage): LatLon | undefined =>
     parseClientLocation(req.headers['meridian-client-location']) ?? options.geoIp?.locate(clientIp(req));
 
@@ -280,7 +293,7 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     res.writeHead(code, headers);
     if (req.method === 'HEAD') res.end();
     else res.end(up.body);
-    metrics.answers.inc({ reason: attempt.reason, code: `${Math.floor(code / 100)}xx` });
+    answered(attempt.reason, code);
     metrics.durationSeconds.observe((performance.now() - startedMs) / 1000);
   }
 
@@ -346,7 +359,7 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
       }
     }
     const message = step.kind === 'fail' ? step.reason : 'no answer';
-    metrics.answers.inc({ reason: attempt.reason, code: '5xx' });
+    answered(attempt.reason, 503);
     sendError(res, new MeridianError('unavailable', message, { region: attempt.region }), {
       'meridian-route': formatRoute(policy, attempt.region, attempt.reason),
     });
