@@ -8,6 +8,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -230,7 +231,21 @@ async function stop(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-async function startMeridian(dir: string, port: number, cacheEntries?: number): Promise<ChildProcess> {
+interface EdgeHealth {
+  /** Port of the stand-in edges on 127.0.k.1. */
+  edgePort: number;
+  intervalMs: number;
+  timeoutMs: number;
+  fall: number;
+  rise: number;
+}
+
+async function startMeridian(
+  dir: string,
+  port: number,
+  cacheEntries?: number,
+  edges?: EdgeHealth,
+): Promise<ChildProcess> {
   const cfg = {
     secrets: { clusterSecret: 'c'.repeat(16), adminToken: 'a'.repeat(16) },
     regions: [
@@ -242,13 +257,26 @@ async function startMeridian(dir: string, port: number, cacheEntries?: number): 
       lat: r.lat,
       lon: r.lon,
       node: { listen: { port: 7070 }, url: `http://127.0.${r.k}.1:7070` },
+      ...(edges ? { edge: { listen: { port: 8080 }, url: `http://127.0.${r.k}.1:${edges.edgePort}` } } : {}),
     })),
+    ...(edges
+      ? {
+          edge: {
+            health: {
+              intervalMs: edges.intervalMs,
+              timeoutMs: edges.timeoutMs,
+              fall: edges.fall,
+              rise: edges.rise,
+            },
+          },
+        }
+      : {}),
     dns: {
       listen: { host: '127.0.0.1', port },
       addresses: { 'us-east-1': ['127.0.1.1'], 'eu-west-1': ['127.0.2.1'], 'ap-northeast-1': ['127.0.3.1'] },
     },
   };
-  const file = join(dir, 'meridian.json');
+  const file = join(dir, `meridian-${port}.json`);
   writeFileSync(file, JSON.stringify(cfg));
   const extra = cacheEntries === undefined ? [] : ['--cache-entries', String(cacheEntries)];
   const child = spawn(
@@ -264,11 +292,19 @@ async function startMeridian(dir: string, port: number, cacheEntries?: number): 
 }
 
 /** Starts gdnsd, or returns why it cannot run here. */
-async function startGdnsd(dir: string, port: number): Promise<ChildProcess | string> {
+async function startGdnsd(dir: string, port: number, edges?: EdgeHealth): Promise<ChildProcess | string> {
   const which = spawnSync('sh', ['-c', 'command -v gdnsd'], { encoding: 'utf8' });
   const bin = which.stdout.trim();
   if (which.status !== 0 || bin === '') return 'gdnsd is not installed (apt-get install -y gdnsd)';
-  const cfgDir = join(dir, 'gdnsd');
+  const cfgDir = join(dir, `gdnsd-${port}`);
+  // gdnsd's http_status counts seconds (interval at least 2) and marks down after down_thresh
+  // failures; ok_thresh successes in a row reset that count.
+  const monitor = edges
+    ? `service_types => { edge => { plugin => http_status, port => ${edges.edgePort}, url_path => /healthz, interval => ${Math.round(
+        edges.intervalMs / 1000,
+      )}, timeout => ${Math.round(edges.timeoutMs / 1000)}, down_thresh => ${edges.fall}, ok_thresh => ${edges.fall}, up_thresh => ${edges.rise} } }\n`
+    : '';
+  const serviceTypes = edges ? 'service_types => [edge], ' : '';
   mkdirSync(join(cfgDir, 'zones'), { recursive: true });
   // The same zone: SOA, NS, and app answered by client subnet (ECS) through the geoip plugin. The
   // bundled mmdb is not in GeoIP2's City/Country shape, so the subnets are given as `nets`.
@@ -276,17 +312,17 @@ async function startGdnsd(dir: string, port: number): Promise<ChildProcess | str
     join(cfgDir, 'config'),
     `options => {
   listen => [ 127.0.0.1:${port} ]
-  run_dir => ${join(dir, 'gdnsd-run')}
-  state_dir => ${join(dir, 'gdnsd-state')}
+  run_dir => ${join(cfgDir, 'run')}
+  state_dir => ${join(cfgDir, 'state')}
   udp_threads => 1
   tcp_threads => 1
 }
-plugins => { geoip => {
+${monitor}plugins => { geoip => {
   maps => { m => {
     datacenters => [us, eu, ap]
     nets => { 8.8.8.0/24 => [us, eu, ap], 81.2.69.0/24 => [eu, us, ap], 133.11.0.0/16 => [ap, us, eu] }
   } }
-  resources => { app => { map => m, dcmap => { us => 127.0.1.1, eu => 127.0.2.1, ap => 127.0.3.1 } } }
+  resources => { app => { map => m, ${serviceTypes}dcmap => { us => 127.0.1.1, eu => 127.0.2.1, ap => 127.0.3.1 } } }
 } }
 `,
   );
@@ -307,6 +343,87 @@ app 60 DYNA geoip!app
     return `gdnsd did not start: ${(e as Error).message.split('\n').slice(0, 6).join(' | ')}`;
   }
   return child;
+}
+
+/** Stand-in edges: node:http on 127.0.1.1, 127.0.2.1 and 127.0.3.1, one port for all (gdnsd needs that). */
+async function standInEdges(): Promise<{ port: number; healthy: boolean[]; close(): Promise<void> }> {
+  const healthy = [true, true, true];
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = await freePort();
+    const servers: HttpServer[] = [];
+    try {
+      for (const k of [1, 2, 3]) {
+        const srv = createHttpServer((_req, res) => {
+          res.statusCode = healthy[k - 1] ? 200 : 503;
+          res.end(healthy[k - 1] ? '{"status":"ok"}' : '{"status":"draining"}');
+        });
+        await new Promise<void>((resolve, reject) => {
+          srv.once('error', reject);
+          srv.listen(port, `127.0.${k}.1`, () => resolve());
+        });
+        servers.push(srv);
+      }
+      const close = async () => {
+        for (const srv of servers) {
+          srv.closeAllConnections();
+          await new Promise<void>((r) => srv.close(() => r()));
+        }
+      };
+      return { port, healthy, close };
+    } catch {
+      for (const srv of servers) srv.close();
+    }
+  }
+  throw new Error('no port free on 127.0.1.1, 127.0.2.1 and 127.0.3.1');
+}
+
+/** One A query for app.meridian.test with an ECS subnet; the first address, or undefined on timeout. */
+function askA(port: number, subnet: string, timeoutMs = 300): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const sock = createSocket('udp4');
+    const done = (v: string | undefined) => {
+      clearTimeout(timer);
+      sock.close();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    sock.on('message', (m: Buffer) => {
+      const a = packet.decode(m).answers?.[0];
+      done(a && 'data' in a && typeof a.data === 'string' ? a.data : undefined);
+    });
+    sock.send(queryFor(subnet), port, '127.0.0.1');
+  });
+}
+
+/** Milliseconds from eu-west-1's /healthz turning 503 to the first answer that leaves it out. */
+async function detectionMs(
+  port: number,
+  edges: { healthy: boolean[] },
+  limitMs: number,
+  intervalMs: number,
+): Promise<number> {
+  const eu = '81.2.69.0/24';
+  const ready = performance.now() + 10_000;
+  while ((await askA(port, eu)) !== '127.0.2.1') {
+    if (performance.now() > ready) throw new Error('eu-west-1 never answered before the test');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  // Probes started with the server, so flipping right after it is ready would always land just
+  // after a probe (the worst case): flip at a random point of the probe period instead.
+  await new Promise((r) => setTimeout(r, Math.random() * intervalMs));
+  edges.healthy[1] = false;
+  const t0 = performance.now();
+  try {
+    for (;;) {
+      const a = await askA(port, eu);
+      const elapsed = performance.now() - t0;
+      if (a !== undefined && a !== '127.0.2.1') return elapsed;
+      if (elapsed > limitMs) return Number.NaN;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  } finally {
+    edges.healthy[1] = true;
+  }
 }
 
 function fmt(n: number, digits = 0): string {
@@ -399,7 +516,81 @@ export async function run(): Promise<void> {
     if (inCI) throw new Error(`gdnsd is required in CI: ${skipped}`);
     process.stdout.write(`\nno ratio: ${skipped}\n`);
   }
+  await failover(skipped === undefined);
   for (const r of rows) {
     if (r.load.wrong + r.idle.wrong > 0) throw new Error(`${r.name} answered the wrong region`);
   }
+}
+
+/**
+ * Health failover: how long after an edge starts failing its /healthz each server stops answering
+ * it, with the lab's probes, Meridian's defaults, and the fastest settings gdnsd accepts (2 s) on both.
+ */
+async function failover(withGdnsd: boolean): Promise<void> {
+  if (process.env.DNS_BENCH_FAILOVER === '0') return;
+  const edges = await standInEdges();
+  const dir = mkdtempSync(join(tmpdir(), 'meridian-dns-failover-'));
+  const settings = (intervalMs: number, timeoutMs: number): EdgeHealth => ({
+    edgePort: edges.port,
+    intervalMs,
+    timeoutMs,
+    fall: 3,
+    rise: 2,
+  });
+  const cases: Array<{
+    name: string;
+    h: EdgeHealth;
+    start: (port: number, h: EdgeHealth) => Promise<ChildProcess | string>;
+  }> = [
+    {
+      name: 'meridian dns, lab probes',
+      h: settings(200, 100),
+      start: (p, h) => startMeridian(dir, p, undefined, h),
+    },
+    {
+      name: 'meridian dns, defaults',
+      h: settings(1000, 500),
+      start: (p, h) => startMeridian(dir, p, undefined, h),
+    },
+    {
+      name: 'meridian dns, gdnsd-like',
+      h: settings(2000, 1000),
+      start: (p, h) => startMeridian(dir, p, undefined, h),
+    },
+  ];
+  if (withGdnsd)
+    cases.push({
+      name: 'gdnsd 3, fastest allowed',
+      h: settings(2000, 1000),
+      start: (p, h) => startGdnsd(dir, p, h),
+    });
+  const lines = [
+    '| server | probe interval / timeout / fall | expected detection ms | measured ms |',
+    '| --- | --- | ---: | ---: |',
+  ];
+  try {
+    for (const c of cases) {
+      const port = await freePort();
+      process.stdout.write(`failover ${c.name}: eu-west-1's /healthz turns 503 ...\n`);
+      const child = await c.start(port, c.h);
+      if (typeof child === 'string') continue;
+      try {
+        const ms = await detectionMs(port, edges, (c.h.fall + 2) * c.h.intervalMs + 2000, c.h.intervalMs);
+        const lo = (c.h.fall - 1) * c.h.intervalMs;
+        const hi = c.h.fall * c.h.intervalMs + c.h.timeoutMs;
+        lines.push(
+          `| ${c.name} | ${c.h.intervalMs} ms / ${c.h.timeoutMs} ms / ${c.h.fall} | ${lo}-${hi} | ${fmt(ms)} |`,
+        );
+      } finally {
+        await stop(child);
+      }
+    }
+  } finally {
+    await edges.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  process.stdout.write(`\n${lines.join('\n')}\n`);
+  process.stdout.write(
+    "a client sees the change only when its resolver's cached answer expires: add up to the TTL (60 s by default, 5 s when failing open).\n",
+  );
 }
