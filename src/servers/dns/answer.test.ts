@@ -197,6 +197,11 @@ describe('answerQuery: the zone', () => {
     ]);
   });
 
+  it('REFUSED for zone transfers', () => {
+    assert.equal(ask(query('meridian.test', 'AXFR'), router(), '10.1.0.1', 'tcp').res.rcode, 'REFUSED');
+    assert.equal(ask(query('meridian.test', 'IXFR')).res.rcode, 'REFUSED');
+  });
+
   it('REFUSED outside the zone, without AA', () => {
     for (const name of ['example.com', 'xmeridian.test', 'test', '']) {
       const r = ask(query(name, 'A')).res;

@@ -254,6 +254,9 @@ export function answerQuery(msg: Buffer, ctx: QueryContext, router: Router): Out
     built = { ...ok([]), aa: false, rcode: 'REFUSED' };
   } else if (name !== plan.apex && !name.endsWith(`.${plan.apex}`)) {
     built = { ...ok([]), aa: false, rcode: 'REFUSED' };
+  } else if ((q.type as string) === 'AXFR' || (q.type as string) === 'IXFR') {
+    // The zone is generated per query; there is nothing to transfer to a secondary.
+    built = { ...ok([]), aa: false, rcode: 'REFUSED' };
   } else {
     if (plan.serviceNames.has(name)) placement = place(router.geo, ctx.sourceIp, ecs);
     built = inZone(plan, q, name, placement, router);
