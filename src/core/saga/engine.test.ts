@@ -187,14 +187,18 @@ describe('saga engine', () => {
     const first = engine(defs(true));
     await first.start('t', null, { id: 's' });
     await vt.runFor(50);
-    assert.equal((await first.get('s'))!.steps[1]!.status, 'running');
+    assert.deepEqual(
+      (await first.get('s'))!.steps.map((x) => x.status),
+      ['done', 'pending'],
+      'the attempt in flight is not persisted on its own',
+    );
     first.stop(); // the node dies mid-step
     await vt.runFor(10_000);
     assert.equal((await first.get('s'))!.status, 'running', 'a stopped engine writes nothing more');
     const second = engine(defs(false));
     assert.equal(await second.resume(), 1);
     await vt.runUntil(async () => (await second.get('s'))?.status === 'completed');
-    assert.deepEqual(log, ['a s:a #1', 'b s:b #1', 'b s:b #2']);
+    assert.deepEqual(log, ['a s:a #1', 'b s:b #1', 'b s:b #1']);
     assert.ok((await second.get('s'))!.history.some((h) => h.event === 'resumed'));
   });
 

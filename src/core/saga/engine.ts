@@ -300,8 +300,10 @@ export class SagaEngine {
       rec.attempts++;
       rec.status = 'running';
       rec.region = this.region;
+      // Not persisted on its own: a crash before the outcome resumes by running the step again
+      // with the same key, which is safe, and one replicated write less before a sync step keeps
+      // the peers' acknowledgements for the step's own write from queueing behind it.
       this.note(saga, 'attempt', rec.name, rec.attempts);
-      await this.persist(saga);
       try {
         const result = await this.attempt(step.timeoutMs, () =>
           step.action(this.ctx(saga, rec, rec.attempts, '')),
