@@ -85,6 +85,8 @@ export interface Cluster {
   /** Starts a stopped node again (same address, same store) and waits until /healthz answers 200. */
   restart(region: string): Promise<void>;
   running(region: string): boolean;
+  /** Process mode: how the region's last process ended (undefined while it runs). */
+  exitStatus(region: string): { code: number | null; signal: NodeJS.Signals | null } | undefined;
   /** The last output of a region's process (process mode), for failure messages. */
   output(region: string): string;
   /** In-process mode: the node object. */
@@ -194,7 +196,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
         routes: {},
       };
     }),
-    collections: options.collections ?? LAB_COLLECTIONS,
+    // The lab's resident collection only where its region is part of the cluster.
+    collections:
+      options.collections ??
+      LAB_COLLECTIONS.filter((col) => !col.residency || col.residency.every((r) => regions.includes(r))),
     store,
     node: { ...(options.node ?? {}) },
     replication: {
@@ -287,6 +292,11 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       await launch(m);
     },
     running: (region) => isRunning(get(region)),
+    exitStatus: (region) => {
+      const ch = get(region).child;
+      if (!ch || (ch.exitCode === null && ch.signalCode === null)) return undefined;
+      return { code: ch.exitCode, signal: ch.signalCode };
+    },
     output: (region) => get(region).out.join('\n'),
     node: (region) => get(region).node,
     stop: async () => {

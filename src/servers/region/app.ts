@@ -54,6 +54,8 @@ export async function buildRegionApp(
 
   app.addHook('onSend', async (req, reply, payload) => {
     reply.header(H.region, node.region);
+    // Keep-alive connections would otherwise outlive the drain by the keep-alive timeout.
+    if (node.isDraining()) reply.header('connection', 'close');
     if (!reply.hasHeader(H.version))
       reply.header(H.version, encodeToken(node.core.answerVersion(req.sentVersion)));
     return payload;

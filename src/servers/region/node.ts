@@ -243,7 +243,11 @@ export class RegionNode implements RegionNodeContext {
       this.acks?.stop();
       await Promise.all([...this.links.values()].map((l) => l.stop()));
       for (const f of this.feeds) f.close();
-      await this.app.close();
+      const closed = this.app.close();
+      // Connections whose last request ends during the close become idle later: close them then.
+      const sweep = setInterval(() => this.app.server.closeIdleConnections(), 100);
+      await closed;
+      clearInterval(sweep);
       this.core.close();
       await this.dispatcher.close().catch(() => undefined);
       await this.store.close();
