@@ -543,7 +543,7 @@ async function failover(withGdnsd: boolean): Promise<void> {
     start: (port: number, h: EdgeHealth) => Promise<ChildProcess | string>;
   }> = [
     {
-      name: 'meridian dns, lab probes',
+      name: 'meridian dns, 200 ms probes',
       h: settings(200, 100),
       start: (p, h) => startMeridian(dir, p, undefined, h),
     },
