@@ -128,6 +128,14 @@ async function crossRegionTransfer(): Promise<void> {
     );
     await ap.close();
     const durations: number[] = [];
+    const debits: number[] = [];
+    const credits: number[] = [];
+    const stepMs = (saga: Record<string, unknown>, step: string): number => {
+      const h = saga.history as { atMs: number; event: string; step?: string }[];
+      const start = h.find((e) => e.step === step && e.event === 'attempt')?.atMs ?? Number.NaN;
+      const end = h.find((e) => e.step === step && e.event === 'done')?.atMs ?? Number.NaN;
+      return end - start;
+    };
     for (let i = 0; i < TRANSFERS + 2; i++) {
       const a = await call(
         us,
@@ -147,7 +155,12 @@ async function crossRegionTransfer(): Promise<void> {
       if (saga.status !== 'completed') throw new Error(`saga ${id} ended ${String(saga.status)}`);
       // Server-side: from the saga's creation to its completion, by the coordinator's clock.
       const ms = Number(saga.updatedAtMs) - Number(saga.createdAtMs);
-      if (i >= 2) durations.push(ms); // the first two open the WAN connections
+      if (i >= 2) {
+        // The first two open the WAN connections.
+        durations.push(ms);
+        debits.push(stepMs(saga, 'debit'));
+        credits.push(stepMs(saga, 'credit'));
+      }
       process.stdout.write(`   transfer ${i + 1}/${TRANSFERS + 2}: ${ms} ms${i < 2 ? ' (warm-up)' : ''}\n`);
     }
     durations.sort((a, b) => a - b);
@@ -158,6 +171,11 @@ async function crossRegionTransfer(): Promise<void> {
     const creditRtt = Math.min(rtt('ap-northeast-1', 'us-east-1'), rtt('ap-northeast-1', 'eu-west-1'));
     const floor = debitRtt + callRtt + creditRtt;
     const median = pct(durations, 50);
+    debits.sort((a, b) => a - b);
+    credits.sort((a, b) => a - b);
+    process.stdout.write(
+      `   steps: debit p50 ${pct(debits, 50)} ms (its round trips ${f(debitRtt)} ms), credit p50 ${pct(credits, 50)} ms (its round trips ${f(callRtt + creditRtt)} ms)\n`,
+    );
     process.stdout.write(
       `   round trips the steps must make: debit majority ack ${f(debitRtt)} + call to ap-northeast-1 ${f(callRtt)} + credit majority ack ${f(creditRtt)} = ${f(floor)} ms\n`,
     );
