@@ -33,7 +33,8 @@ describe('planted bugs are caught', () => {
       const o = { ...DEFAULT_SIM, ...c.options } as SimOptions;
       const bad = await simulate({ ...o, bugs: { [c.bug]: true } });
       const hit = new Set(bad.violations.map((v) => v.checker));
-      for (const name of c.catches) assert.ok(hit.has(name), `${name} should fire; got ${[...hit].join(', ')}`);
+      for (const name of c.catches)
+        assert.ok(hit.has(name), `${name} should fire; got ${[...hit].join(', ')}`);
       const clean = await simulate(o);
       assert.deepEqual(
         clean.violations.map((v) => `${v.checker}: ${v.message}`),

@@ -96,7 +96,14 @@ describe('simulator runs', () => {
   });
 
   it('stored records are never mutated by the core (deep-frozen run stays clean)', async () => {
-    const r = await simulate({ ...DEFAULT_SIM, seed: 12, faults: 'heavy', durationMs: 3000, opsPerSec: 200, freeze: true });
+    const r = await simulate({
+      ...DEFAULT_SIM,
+      seed: 12,
+      faults: 'heavy',
+      durationMs: 3000,
+      opsPerSec: 200,
+      freeze: true,
+    });
     assert.deepEqual(
       r.violations.map((v) => v.message),
       [],
@@ -133,7 +140,18 @@ describe('simulator runs', () => {
   });
 
   it('a sweep prints a progress line per seed and a summary', () => {
-    const out = cli(['--seeds', '3', '--seed', '40', '--duration', '1s', '--faults', 'light', '--rate', '100']);
+    const out = cli([
+      '--seeds',
+      '3',
+      '--seed',
+      '40',
+      '--duration',
+      '1s',
+      '--faults',
+      'light',
+      '--rate',
+      '100',
+    ]);
     assert.equal(out.status, 0, out.stdout);
     assert.match(out.stdout, /\[1\/3\] seed 40: ok/);
     assert.match(out.stdout, /\[3\/3\] seed 42: ok/);

@@ -18,19 +18,19 @@ type Seen =
   | { t: 'reg'; hlc: string; origin: string; deleted: boolean; op: OpRecord; byWrite: boolean }
   | { t: 'count'; value: number; op: OpRecord; byWrite: boolean };
 
-const cache = new WeakMap<History, Map<boolean, SessionAnomaly[]>>();
+const cache = new WeakMap<History, { opCount: number; results: Map<boolean, SessionAnomaly[]> }>();
 
 /** Anomalies of every session (token-carrying or not, as asked); computed once per history. */
 export function sessionAnomalies(h: History, tokenSessions: boolean): SessionAnomaly[] {
-  let m = cache.get(h);
-  if (!m) {
-    m = new Map();
-    cache.set(h, m);
+  let c = cache.get(h);
+  if (!c || c.opCount !== h.ops.length) {
+    c = { opCount: h.ops.length, results: new Map() };
+    cache.set(h, c);
   }
-  let r = m.get(tokenSessions);
+  let r = c.results.get(tokenSessions);
   if (!r) {
     r = computeAnomalies(h, tokenSessions);
-    m.set(tokenSessions, r);
+    c.results.set(tokenSessions, r);
   }
   return r;
 }
