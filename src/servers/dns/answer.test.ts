@@ -172,6 +172,13 @@ describe('answerQuery: the zone', () => {
     assert.deepEqual(data(ns), ['ns1.meridian.test']);
     const glue = ns.additionals?.find((a) => a.type === 'A');
     assert.equal(glue && 'data' in glue ? glue.data : undefined, '127.0.0.1');
+    const v6 = { ...router(), plan: zonePlan(cfg, 1000, '::1') };
+    const glue6 = ask(query('meridian.test', 'NS'), v6).res.additionals?.filter((a) => a.type !== 'OPT');
+    assert.deepEqual(
+      glue6?.map((a) => [a.type, 'data' in a ? a.data : undefined]),
+      [['AAAA', '::1']],
+    );
+    assert.equal(zonePlan(cfg, 1000, '0.0.0.0').nsV4.length, 0, 'no glue for a wildcard listen address');
   });
 
   it('NXDOMAIN with the SOA for unknown names, NODATA for other types and empty non-terminals', () => {

@@ -84,7 +84,7 @@ function listenTcp(server: Server, port: number, host: string): Promise<void> {
  */
 export async function startDnsServer(cfg: MeridianConfig, opts: DnsServerOptions = {}): Promise<DnsServer> {
   const log = opts.log ?? (() => {});
-  const plan = zonePlan(cfg, opts.serialS ?? Math.floor(Date.now() / 1000));
+  const plan = zonePlan(cfg, opts.serialS ?? Math.floor(Date.now() / 1000), opts.host);
   const geo = opts.geo ?? (await openGeoIp(cfg.geoip));
   const health = new EdgeHealthMonitor(
     plan.regions,

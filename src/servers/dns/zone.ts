@@ -51,10 +51,11 @@ function hostOf(url: string): string {
 
 /**
  * Builds the zone from config. `serialS` is the SOA serial (seconds since the epoch at start: the
- * zone is generated, so any increasing number will do).
+ * zone is generated, so any increasing number will do). `listenHost` (default cfg.dns.listen.host)
+ * is the name server's glue address when it is a specific one.
  * @example const plan = zonePlan(cfg, Math.floor(Date.now() / 1000));
  */
-export function zonePlan(cfg: MeridianConfig, serialS: number): ZonePlan {
+export function zonePlan(cfg: MeridianConfig, serialS: number, listenHost = cfg.dns.listen.host): ZonePlan {
   const apex = normalizeName(cfg.dns.zone);
   const fq = (n: string) => (n === '@' || n === '' ? apex : `${normalizeName(n)}.${apex}`);
   const serviceNames = new Set(cfg.dns.names.map(fq));
@@ -89,7 +90,7 @@ export function zonePlan(cfg: MeridianConfig, serialS: number): ZonePlan {
       healthUrl: r.edge ? new URL('/healthz', r.edge.url).href : undefined,
     });
   }
-  const host = cfg.dns.listen.host;
+  const host = listenHost;
   const ttlS = cfg.dns.ttl;
   return {
     apex,
