@@ -797,6 +797,17 @@ export class RegionCore {
         tx.putDoc({ ...d, state, version: mergeVersions(cur?.version ?? {}, d.version) });
       }
       tx.kv.push(...snap.kv);
+      // The snapshot covers changes our log will never hold: mark that range truncated (before the
+      // commit, so no crash leaves a silent hole) so that a peer behind it gets a snapshot from us
+      // instead of a log with a gap it would wait on forever.
+      const holes: Record<RegionId, number> = {};
+      for (const [origin, seq] of Object.entries(snap.applied)) {
+        if (origin !== this.region && seq > seqOf(tx.applied, origin)) holes[origin] = seq;
+      }
+      if (Object.keys(holes).length > 0) {
+        await this.opts.store.truncateLog(holes);
+        this.truncated = mergeVersions(this.truncated, holes);
+      }
       tx.applied = mergeVersions(tx.applied, snap.applied);
       tx.dirty = true;
       return undefined;
