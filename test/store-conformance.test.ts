@@ -577,10 +577,10 @@ for (const make of fixtures) {
           for (const l of lines) if (l.startsWith('acked ')) acked = Number(l.slice(6));
         });
         const exited = new Promise((r) => child.once('exit', r));
-        const until = Date.now() + 20_000;
-        while (acked < 300 && Date.now() < until && child.exitCode === null)
+        const until = Date.now() + 60_000;
+        while (acked < 100 && Date.now() < until && child.exitCode === null)
           await new Promise((r) => setTimeout(r, 5));
-        assert.ok(acked >= 300, `the writer acknowledged ${acked} commits`);
+        assert.ok(acked >= 100, `the writer acknowledged ${acked} commits`);
         // Mid-stream: commits are in flight when the process dies.
         child.kill('SIGKILL');
         await exited;

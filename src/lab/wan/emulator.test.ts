@@ -20,6 +20,24 @@ async function waitFor(cond: () => boolean, timeoutMs = 5000, what = 'condition'
   }
 }
 
+/**
+ * Timing on a loaded machine: `attempt` asserts the hard bounds itself (the emulator never delivers
+ * early, so lower bounds hold on every attempt) and returns a message when a soft (upper) bound was
+ * missed; scheduling noise only ever adds time, so one attempt of `attempts` within it suffices.
+ */
+async function someAttempt(attempts: number, attempt: () => Promise<string | undefined>): Promise<void> {
+  const misses: string[] = [];
+  for (let i = 0; i < attempts; i++) {
+    const miss = await attempt();
+    if (miss === undefined) return;
+    misses.push(miss);
+  }
+  assert.fail(`no attempt within bounds: ${misses.join('; ')}`);
+}
+
+const over = (what: string, value: number, max: number): string | undefined =>
+  value <= max ? undefined : `${what} ${value.toFixed(1)} ms > ${max} ms`;
+
 interface TestServer {
   target: HostPort;
   /** performance.now() of each chunk's arrival, with its bytes. */
@@ -126,26 +144,30 @@ describe('WanEmulator', () => {
     wan.setDelay('b', 'a', 25);
     const c = new Client(via);
     await c.ping('warmup');
-    const fwd: number[] = [];
-    const rev: number[] = [];
-    const rtt: number[] = [];
-    for (let i = 0; i < 8; i++) {
-      const n = srv.arrivals.length;
-      const t0 = performance.now();
-      const r = await c.ping(`p${i}`);
-      const t1 = srv.arrivals[n]!.atMs;
-      fwd.push(t1 - t0);
-      rev.push(t0 + r - t1);
-      rtt.push(r);
-    }
-    console.log(
-      `  one-way a->b ${median(fwd).toFixed(1)} ms, b->a ${median(rev).toFixed(1)} ms, rtt ${median(rtt).toFixed(1)} ms`,
-    );
-    assert.ok(Math.min(...fwd) >= 15 - 1, `a->b never faster than configured: ${fwd}`);
-    assert.ok(Math.min(...rev) >= 25 - 1, `b->a never faster than configured: ${rev}`);
-    assert.ok(median(fwd) <= 15 + SLACK_MS, `a->b ${fwd}`);
-    assert.ok(median(rev) <= 25 + SLACK_MS, `b->a ${rev}`);
-    assert.ok(Math.abs(median(rtt) - 40) <= SLACK_MS, `rtt ${rtt}`);
+    await someAttempt(3, async () => {
+      const fwd: number[] = [];
+      const rev: number[] = [];
+      const rtt: number[] = [];
+      for (let i = 0; i < 8; i++) {
+        const n = srv.arrivals.length;
+        const t0 = performance.now();
+        const r = await c.ping(`p${i}`);
+        const t1 = srv.arrivals[n]!.atMs;
+        fwd.push(t1 - t0);
+        rev.push(t0 + r - t1);
+        rtt.push(r);
+      }
+      console.log(
+        `  one-way a->b ${median(fwd).toFixed(1)} ms, b->a ${median(rev).toFixed(1)} ms, rtt ${median(rtt).toFixed(1)} ms`,
+      );
+      assert.ok(Math.min(...fwd) >= 15 - 1, `a->b never faster than configured: ${fwd}`);
+      assert.ok(Math.min(...rev) >= 25 - 1, `b->a never faster than configured: ${rev}`);
+      return (
+        over('median a->b', median(fwd), 15 + SLACK_MS) ??
+        over('median b->a', median(rev), 25 + SLACK_MS) ??
+        over('median rtt', median(rtt), 40 + SLACK_MS)
+      );
+    });
     c.socket.destroy();
   });
 
@@ -153,42 +175,43 @@ describe('WanEmulator', () => {
     const srv = await echoServer();
     const wan = newWan();
     const via = await wan.addLink({ from: 'a', to: 'b', target: srv.target, delayMs: 20 });
-    const c = new Client(via);
-    c.socket.write('hello');
-    await waitFor(() => c.received.length === 5);
-    const firstMs = c.chunks[0]!.atMs - c.connectedAtMs;
-    assert.ok(
-      firstMs >= 80 - 1 && firstMs <= 80 + SLACK_MS * 2,
-      `first answer after ${firstMs} ms, want ~80`,
-    );
-    c.socket.destroy();
+    await someAttempt(3, async () => {
+      const t0 = performance.now();
+      const c = new Client(via);
+      c.socket.write('hello');
+      await waitFor(() => c.received.length === 5);
+      c.socket.destroy();
+      const at = c.chunks[0]!.atMs;
+      assert.ok(at - t0 >= 80 - 1, `first answer after ${at - t0} ms, want 80`);
+      // From the local connect (≈ the proxy's accept), not from our call: the first connect of a
+      // process can take tens of ms by itself.
+      return over('first answer', at - c.connectedAtMs, 80 + SLACK_MS);
+    });
   });
 
   it('pipelines: messages sent back to back all take the delay, not the delay each', async () => {
     const srv = await echoServer();
     const wan = newWan({ handshake: false });
     const via = await wan.addLink({ from: 'a', to: 'b', target: srv.target, delayMs: 50 });
-    const c = new Client(via);
-    await c.connected();
-    const sent: number[] = [];
-    for (let i = 0; i < 20; i++) {
-      sent.push(performance.now());
-      c.socket.write(`m${String(i).padStart(2, '0')};`);
-      await new Promise((r) => setTimeout(r, 3));
-    }
-    await waitFor(() => c.received.length === 20 * 4, 5000, 'all echoes');
-    const lastSent = sent[sent.length - 1]!;
-    const lastBack = c.chunks[c.chunks.length - 1]!.atMs;
-    assert.ok(
-      lastBack - lastSent <= 100 + SLACK_MS * 2,
-      `last echo ${lastBack - lastSent} ms after its send`,
-    );
-    assert.ok(lastBack - lastSent >= 100 - 1);
-    assert.equal(
-      c.received.toString(),
-      Array.from({ length: 20 }, (_, i) => `m${String(i).padStart(2, '0')};`).join(''),
-    );
-    c.socket.destroy();
+    await someAttempt(3, async () => {
+      const c = new Client(via);
+      await c.connected();
+      const sent: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        sent.push(performance.now());
+        c.socket.write(`m${String(i).padStart(2, '0')};`);
+        await new Promise((r) => setTimeout(r, 3));
+      }
+      await waitFor(() => c.received.length === 20 * 4, 5000, 'all echoes');
+      c.socket.destroy();
+      assert.equal(
+        c.received.toString(),
+        Array.from({ length: 20 }, (_, i) => `m${String(i).padStart(2, '0')};`).join(''),
+      );
+      const lastMs = c.chunks[c.chunks.length - 1]!.atMs - sent[sent.length - 1]!;
+      assert.ok(lastMs >= 100 - 1, `last echo ${lastMs} ms after its send`);
+      return over('last echo after its send', lastMs, 100 + SLACK_MS * 2);
+    });
   });
 
   it('changes the delay at runtime', async () => {
@@ -197,12 +220,15 @@ describe('WanEmulator', () => {
     const via = await wan.addLink({ from: 'a', to: 'b', target: srv.target, delayMs: 5 });
     const c = new Client(via);
     await c.ping('warm');
-    const before = median([await c.ping('1'), await c.ping('2'), await c.ping('3')]);
-    wan.setRtt('a', 'b', 60);
-    assert.deepEqual(wan.path('a', 'b').delayMs, 30);
-    const afterMs = median([await c.ping('4'), await c.ping('5'), await c.ping('6')]);
-    assert.ok(Math.abs(before - 10) <= SLACK_MS, `before ${before}`);
-    assert.ok(afterMs >= 60 - 1 && afterMs <= 60 + SLACK_MS, `after ${afterMs}`);
+    await someAttempt(3, async () => {
+      wan.setRtt('a', 'b', 10);
+      const before = median([await c.ping('1'), await c.ping('2'), await c.ping('3')]);
+      wan.setRtt('a', 'b', 60);
+      assert.deepEqual(wan.path('a', 'b').delayMs, 30);
+      const afterMs = median([await c.ping('4'), await c.ping('5'), await c.ping('6')]);
+      assert.ok(before >= 10 - 1 && afterMs >= 60 - 1, `before ${before}, after ${afterMs}`);
+      return over('before', before, 10 + SLACK_MS) ?? over('after', afterMs, 60 + SLACK_MS);
+    });
     c.socket.destroy();
   });
 
@@ -235,24 +261,25 @@ describe('WanEmulator', () => {
 
   it('emulates loss as a retransmission stall, never as missing bytes', async () => {
     const srv = await echoServer();
-    // The first draw loses the first chunk once; every later draw delivers.
-    const draws = [0];
-    const wan = newWan({ random: () => draws.shift() ?? 0.999, minRtoMs: 100, handshake: false });
-    const via = await wan.addLink({ from: 'a', to: 'b', target: srv.target, delayMs: 10, lossRate: 0.01 });
-    const c = new Client(via);
-    await c.connected();
-    const n = srv.arrivals.length;
-    const t0 = performance.now();
-    const first = await c.ping('lost-once');
-    console.log(
-      `  lost chunk: a->b ${(srv.arrivals[n]!.atMs - t0).toFixed(1)} ms, round trip ${first.toFixed(1)} ms`,
-    );
-    const normal = median([await c.ping('f1'), await c.ping('f2'), await c.ping('f3')]);
-    assert.ok(first >= 120 - 1, `stalled round trip ${first}, want 10 + 100 + 10`);
-    assert.ok(Math.abs(first - normal - 100) <= SLACK_MS * 2, `the stall is one RTO: ${first} vs ${normal}`);
-    assert.ok(normal >= 20 - 1 && normal <= 20 + SLACK_MS, `later round trips ${normal}`);
-    assert.equal(c.received.toString(), 'lost-oncef1f2f3');
-    c.socket.destroy();
+    await someAttempt(3, async () => {
+      // The first draw loses the first chunk once; every later draw delivers.
+      const draws = [0];
+      const wan = newWan({ random: () => draws.shift() ?? 0.999, minRtoMs: 100, handshake: false });
+      const via = await wan.addLink({ from: 'a', to: 'b', target: srv.target, delayMs: 10, lossRate: 0.01 });
+      const c = new Client(via);
+      await c.connected();
+      const first = await c.ping('lost-once');
+      const normal = median([await c.ping('f1'), await c.ping('f2'), await c.ping('f3')]);
+      console.log(`  lost chunk: round trip ${first.toFixed(1)} ms, then ${normal.toFixed(1)} ms`);
+      assert.equal(c.received.toString(), 'lost-oncef1f2f3');
+      c.socket.destroy();
+      await wan.close();
+      assert.ok(first >= 120 - 1, `stalled round trip ${first}, want 10 + 100 + 10`);
+      assert.ok(normal >= 20 - 1, `later round trips ${normal}`);
+      return (
+        over('stalled round trip', first, 120 + SLACK_MS) ?? over('later round trips', normal, 20 + SLACK_MS)
+      );
+    });
   });
 
   it('cut resets open connections and new ones until healed', async () => {
@@ -318,10 +345,14 @@ describe('WanEmulator', () => {
     srv.server.close();
     const wan = newWan();
     const via = await wan.addLink({ from: 'a', to: 'b', target: srv.target, delayMs: 10 });
-    const c = new Client(via);
-    await waitFor(() => c.closed, 2000, 'the reset');
-    const ms = c.closedAtMs - c.connectedAtMs;
-    assert.ok(ms >= 20 - 1 && ms <= 20 + SLACK_MS * 2, `reset after ${ms} ms`);
+    await someAttempt(3, async () => {
+      const t0 = performance.now();
+      const c = new Client(via);
+      await waitFor(() => c.closed, 2000, 'the reset');
+      assert.equal((c.error as NodeJS.ErrnoException | undefined)?.code, 'ECONNRESET');
+      assert.ok(c.closedAtMs - t0 >= 20 - 1, `reset after ${c.closedAtMs - t0} ms`);
+      return over('reset', c.closedAtMs - c.connectedAtMs, 20 + SLACK_MS);
+    });
   });
 
   it('carries many concurrent HTTP keep-alive connections', async () => {
@@ -376,9 +407,12 @@ describe('WanEmulator', () => {
 
     const c = new Client(mesh['us-east-1']!['eu-west-1']!);
     await waitFor(() => c.received.toString() === '[eu-west-1]');
-    const rtt = median([await c.ping('1'), await c.ping('2'), await c.ping('3')]);
     const want = table.rttMs('us-east-1', 'eu-west-1') * scale;
-    assert.ok(rtt >= want - 1 && rtt <= want + SLACK_MS, `rtt ${rtt}, want ${want}`);
+    await someAttempt(3, async () => {
+      const rtt = median([await c.ping('1'), await c.ping('2'), await c.ping('3')]);
+      assert.ok(rtt >= want - 1, `rtt ${rtt}, want ${want}`);
+      return over('rtt', rtt, want + SLACK_MS);
+    });
 
     wan.isolate('eu-west-1', 'cut');
     assert.deepEqual(
