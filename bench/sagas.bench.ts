@@ -30,10 +30,13 @@ async function idempotencyOverhead(store: 'sqlite' | 'memory'): Promise<{ p99Add
   const pool = new Pool(c.url('us-east-1'), { connections: 1 });
   const plain: number[] = [];
   const keyed: number[] = [];
+  const roundDeltas: number[] = [];
+  const cpuUs = { plain: 0, keyed: 0 };
   try {
     const put = async (i: number, key: string | undefined): Promise<number> => {
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (key) headers['idempotency-key'] = key;
+      const cpu = process.cpuUsage();
       const t = performance.now();
       const res = await pool.request({
         method: 'PUT',
@@ -42,14 +45,30 @@ async function idempotencyOverhead(store: 'sqlite' | 'memory'): Promise<{ p99Add
         body: `{"n":${i}}`,
       });
       await res.body.text();
+      const ms = performance.now() - t;
+      const used = process.cpuUsage(cpu);
+      cpuUs[key ? 'keyed' : 'plain'] += used.user + used.system;
       if (res.statusCode !== 200) throw new Error(`PUT answered ${res.statusCode}`);
-      return performance.now() - t;
+      return ms;
     };
     for (let i = 0; i < 200; i++) await put(i, i % 2 ? `warm-${i}` : undefined);
-    for (let i = 0; i < WRITES; i++) {
-      plain.push(await put(i, undefined));
-      keyed.push(await put(i, `bench-${i}`));
-      if ((i + 1) % 500 === 0) process.stdout.write(`   ${i + 1}/${WRITES}\n`);
+    // Rounds, so one burst of load from elsewhere on the machine spoils one round, not the verdict.
+    const round = Math.min(500, WRITES);
+    for (let i = 0; i < WRITES; i += round) {
+      const rp: number[] = [];
+      const rk: number[] = [];
+      for (let j = i; j < Math.min(WRITES, i + round); j++) {
+        rp.push(await put(j, undefined));
+        rk.push(await put(j, `bench-${store}-${j}`));
+      }
+      plain.push(...rp);
+      keyed.push(...rk);
+      rp.sort((a, b) => a - b);
+      rk.sort((a, b) => a - b);
+      roundDeltas.push(pct(rk, 99) - pct(rp, 99));
+      process.stdout.write(
+        `   ${Math.min(WRITES, i + round)}/${WRITES}: round p99 ${f(pct(rp, 99))} vs ${f(pct(rk, 99))} ms\n`,
+      );
     }
   } finally {
     await pool.close();
@@ -57,17 +76,31 @@ async function idempotencyOverhead(store: 'sqlite' | 'memory'): Promise<{ p99Add
   }
   plain.sort((a, b) => a - b);
   keyed.sort((a, b) => a - b);
+  roundDeltas.sort((a, b) => a - b);
   const rows = [
-    ['write', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms'],
-    ['PUT without key (peer)', f(pct(plain, 50)), f(pct(plain, 90)), f(pct(plain, 99)), f(plain.at(-1)!)],
-    ['PUT with Idempotency-Key', f(pct(keyed, 50)), f(pct(keyed, 90)), f(pct(keyed, 99)), f(keyed.at(-1)!)],
+    ['write', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'CPU us/req'],
+    [
+      'PUT without key (peer)',
+      f(pct(plain, 50)),
+      f(pct(plain, 90)),
+      f(pct(plain, 99)),
+      f(plain.at(-1)!),
+      (cpuUs.plain / plain.length).toFixed(0),
+    ],
+    [
+      'PUT with Idempotency-Key',
+      f(pct(keyed, 50)),
+      f(pct(keyed, 90)),
+      f(pct(keyed, 99)),
+      f(keyed.at(-1)!),
+      (cpuUs.keyed / keyed.length).toFixed(0),
+    ],
   ];
   for (const r of rows)
-    process.stdout.write(`   ${r.map((x, i) => (i === 0 ? x.padEnd(26) : x.padStart(8))).join(' ')}\n`);
-  const p99Added = pct(keyed, 99) - pct(plain, 99);
-  const p50Added = pct(keyed, 50) - pct(plain, 50);
+    process.stdout.write(`   ${r.map((x, i) => (i === 0 ? x.padEnd(26) : x.padStart(10))).join(' ')}\n`);
+  const p99Added = pct(roundDeltas, 50);
   process.stdout.write(
-    `   added by the key: p50 ${f(p50Added)} ms, p99 ${f(p99Added)} ms (ratio p99 ${(pct(keyed, 99) / pct(plain, 99)).toFixed(2)}x); target p99 < 1 ms: ${p99Added < 1 ? 'met' : 'NOT met'}\n`,
+    `   added by the key: p50 ${f(pct(keyed, 50) - pct(plain, 50))} ms, p99 over all ${f(pct(keyed, 99) - pct(plain, 99))} ms, p99 median of ${roundDeltas.length} rounds ${f(p99Added)} ms, CPU ${((cpuUs.keyed - cpuUs.plain) / keyed.length).toFixed(0)} us/req; target p99 < 1 ms: ${p99Added < 1 ? 'met' : 'NOT met'}\n`,
   );
   return { p99Added };
 }
