@@ -13,7 +13,9 @@ import { openLab } from '../../lab/experiments/target.js';
 import { parseRegionList } from '../../lab/plan.js';
 
 const USAGE = `usage: meridian experiment <failover|replication|consistency> [options]
-  failover     [--victim REGION] [--warmup S] [--after S]   kill a region under load: RTO, client errors, RPO async vs sync
+  failover     [--victim REGION] [--how outage|crash] [--warmup S] [--after S]
+               lose a region under load: RTO, client errors, RPO async vs sync
+               (outage: its WAN links go dark as its node dies; crash: only the process dies)
   replication  [--seconds S]                                lag per link against the RTT/2 floor
   consistency  [--trials N]                                 read-your-writes with tokens, sticky cookies, neither
 common: [--regions a,b,c] (when no lab is running, the one to start) [--dir .meridian] [--out reports]
@@ -32,6 +34,7 @@ export async function run(argv: string[]): Promise<number> {
       args: rest,
       options: {
         victim: { type: 'string' },
+        how: { type: 'string' },
         warmup: { type: 'string' },
         after: { type: 'string' },
         seconds: { type: 'string' },
@@ -62,6 +65,7 @@ export async function run(argv: string[]): Promise<number> {
     if (name === 'failover') {
       result = await failover(target, {
         victim: values.victim,
+        how: values.how === 'crash' ? 'crash' : 'outage',
         warmupS: num(values.warmup, 3),
         afterS: num(values.after, 10),
         log,

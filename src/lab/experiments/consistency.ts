@@ -42,6 +42,22 @@ function readHeaders(mode: Mode, w: CallResult): Record<string, string> {
   return {};
 }
 
+/** Waits until every region's node has applied `token` (so a trial starts from a settled state). */
+async function settle(
+  regions: readonly { nodeUrl: string }[],
+  path: string,
+  token: string | undefined,
+): Promise<void> {
+  if (!token) return;
+  await Promise.all(
+    regions.map((r) =>
+      call(`${r.nodeUrl}${path}`, {
+        headers: { 'meridian-min-version': token, 'meridian-max-wait-ms': '3000' },
+      }),
+    ),
+  );
+}
+
 /** @example await consistency(target, { trials: 40, log: console.log }) */
 export async function consistency(
   t: LabTarget,
@@ -69,12 +85,21 @@ export async function consistency(
         if (scenario === 'pinned elsewhere') {
           // Home the profile in b (first write at b's node), then the user writes and reads at a's edge.
           const key = `cons-${run}-${mode.replace(' ', '-')}-${i}`;
-          await call(`${b.nodeUrl}/v1/profiles/${key}`, { method: 'PUT', body: { v: 'initial' } });
+          const init = await call(`${b.nodeUrl}/v1/profiles/${key}`, {
+            method: 'PUT',
+            body: { v: 'initial' },
+          });
+          // Everyone must know the key's home before the user writes it elsewhere.
+          await settle(regions, `/v1/profiles/${key}`, init.token);
           w = await call(`${a.edgeUrl}/v1/profiles/${key}`, { method: 'PUT', body: value });
           readUrl = `${a.edgeUrl}/v1/profiles/${key}`;
         } else {
           const key = `cons-${run}-${mode.replace(' ', '-')}-${i}`;
-          await call(`${b.nodeUrl}/v1/settings/${key}`, { method: 'PUT', body: { v: 'initial' } });
+          const init = await call(`${b.nodeUrl}/v1/settings/${key}`, {
+            method: 'PUT',
+            body: { v: 'initial' },
+          });
+          await settle(regions, `/v1/settings/${key}`, init.token);
           w = await call(`${a.edgeUrl}/v1/settings/${key}`, { method: 'PUT', body: value });
           readUrl = `${b.edgeUrl}/v1/settings/${key}`;
         }

@@ -7,6 +7,7 @@
  * Afterwards the victim is restarted and the missing writes are checked again (they were on its disk).
  */
 import { randomBytes } from 'node:crypto';
+import { greatCircleKm } from '../../core/geo.js';
 import type { LabRegion } from '../plan.js';
 import { scatterSvg, table } from '../svg.js';
 import { call, progress, sleep } from './http.js';
@@ -14,6 +15,13 @@ import type { LabTarget } from './target.js';
 
 export interface FailoverOptions {
   victim?: string;
+  /**
+   * 'outage' (default): the site is lost: its WAN links go dark and its node and edge die at the
+   * same moment; what was still in flight never arrives, and its clients move to the next edge.
+   * 'crash': only the node process dies; its edge routes around it, and bytes already on the wire
+   * still reach the peers.
+   */
+  how?: 'outage' | 'crash';
   warmupS: number;
   afterS: number;
   log: (s: string) => void;
@@ -35,6 +43,8 @@ interface AckedWrite {
 
 export interface FailoverResult {
   victim: string;
+  how: 'outage' | 'crash';
+  errorsByStatus: Record<string, number>;
   rtoMs: number;
   clientRequestsAfterKill: number;
   clientErrors: number;
@@ -74,23 +84,33 @@ export async function failover(t: LabTarget, opts: FailoverOptions): Promise<Fai
   const clientReqs: ClientReq[] = [];
   const acked: AckedWrite[] = [];
 
-  // Clients near the victim keep using its edge, which must route around the dead node.
+  // Clients near the victim use its edge; like a browser with several DNS answers, a client whose
+  // edge does not answer moves to the next nearest one (GeoDNS hands out the same order).
+  const edgeOrder = [
+    victim,
+    ...[...survivors].sort((x, y) => greatCircleKm(victim, x) - greatCircleKm(victim, y)),
+  ];
   const client = async (n: number) => {
     let i = 0;
+    let at = 0;
     while (!stop) {
       i++;
+      const edge = edgeOrder[at] as LabRegion;
+      const url = `${edge.edgeUrl}/v1/settings/fo-${run}-c${n}`;
       const r =
         i % 2 === 0
-          ? await call(`${victim.edgeUrl}/v1/settings/fo-${run}-c${n}`, { method: 'PUT', body: { i } })
-          : await call(`${victim.edgeUrl}/v1/settings/fo-${run}-c${n}`);
+          ? await call(url, { method: 'PUT', body: { i }, timeoutMs: 2000 })
+          : await call(url, { timeoutMs: 2000 });
       const ok = r.status === 200 || r.status === 404;
       clientReqs.push({
         tMs: r.startMs,
         endMs: r.endMs,
-        status: ok ? r.status : r.status || 0,
+        status: r.status,
         served: r.served,
         latencyMs: r.endMs - r.startMs,
       });
+      if (r.status === 0) at = Math.min(at + 1, edgeOrder.length - 1);
+      if (!ok) await sleep(50);
       await sleep(20);
     }
   };
@@ -118,9 +138,15 @@ export async function failover(t: LabTarget, opts: FailoverOptions): Promise<Fai
     await sleep(1000);
   }
   log('');
-  log(`killing ${victim.id}'s node (SIGKILL)...`);
+  const how = opts.how ?? 'outage';
+  log(
+    how === 'outage'
+      ? `losing ${victim.id}: WAN links cut, node and edge killed (SIGKILL)...`
+      : `killing ${victim.id}'s node (SIGKILL)...`,
+  );
   killAtMs = Date.now();
-  await t.chaos({ action: 'kill', region: victim.id });
+  if (how === 'outage') await t.chaos({ action: 'partition', a: victim.id });
+  await t.chaos({ action: 'kill', region: victim.id, withEdge: how === 'outage' });
   for (let s = 0; s < opts.afterS; s++) {
     await sleep(1000);
     const errs = clientReqs.filter((r) => r.endMs > killAtMs && r.status !== 200 && r.status !== 404).length;
@@ -137,6 +163,11 @@ export async function failover(t: LabTarget, opts: FailoverOptions): Promise<Fai
   const firstGood = after.find((r) => !bad(r));
   const rtoMs = lastBad ? lastBad.endMs - killAtMs : firstGood ? firstGood.endMs - killAtMs : Number.NaN;
   const clientErrors = after.filter((r) => !(r.status === 200 || r.status === 404)).length;
+  const errorsByStatus: Record<string, number> = {};
+  for (const r of after)
+    if (!(r.status === 200 || r.status === 404))
+      errorsByStatus[r.status === 0 ? 'no answer' : String(r.status)] =
+        (errorsByStatus[r.status === 0 ? 'no answer' : String(r.status)] ?? 0) + 1;
 
   log(`checking ${acked.length} acknowledged writes in ${survivors.map((r) => r.id).join(', ')}...`);
   const present = async (w: AckedWrite): Promise<boolean> => {
@@ -155,6 +186,7 @@ export async function failover(t: LabTarget, opts: FailoverOptions): Promise<Fai
   log('');
 
   log(`restarting ${victim.id} and checking the missing writes again...`);
+  if (how === 'outage') await t.chaos({ action: 'heal', a: victim.id });
   await t.chaos({ action: 'restart', region: victim.id });
   await waitUp(victim, 20_000);
   await sleep(3000);
@@ -182,10 +214,10 @@ export async function failover(t: LabTarget, opts: FailoverOptions): Promise<Fai
     table(
       ['measure', 'value'],
       [
-        ['victim', victim.id],
+        ['victim', `${victim.id} (${how})`],
         ['RTO: kill -> all requests served elsewhere', `${Math.round(rtoMs)} ms`],
-        ['requests through victim edge after kill', after.length],
-        ['client errors after kill', clientErrors],
+        ['client requests after kill', after.length],
+        ['client errors after kill', `${clientErrors} ${JSON.stringify(errorsByStatus)}`],
         ['declared lost after', `${Math.round((declaredLostMs - killAtMs) / 1000)} s`],
       ],
     ),
@@ -226,6 +258,8 @@ export async function failover(t: LabTarget, opts: FailoverOptions): Promise<Fai
   );
   return {
     victim: victim.id,
+    how,
+    errorsByStatus,
     rtoMs,
     clientRequestsAfterKill: after.length,
     clientErrors,
