@@ -61,8 +61,9 @@ describe('edge over real region nodes', () => {
         body: { at: where },
         headers: { 'meridian-client-location': where },
       });
-      assert.equal(r.status, 200);
-      assert.deepEqual(r.route, { policy: 'geo', region, reason: 'nearest' });
+      const why = JSON.stringify({ status: r.status, body: r.json, edge: edge.status().regions });
+      assert.equal(r.status, 200, why);
+      assert.deepEqual(r.route, { policy: 'geo', region, reason: 'nearest' }, why);
       assert.equal(r.headers['meridian-region'], region, 'the node that answered is the one routed to');
       assert.equal(r.headers['meridian-edge'], 'us-east-1');
     }

@@ -4,7 +4,6 @@
  * browsers read-your-writes through two cookies. Decisions live in src/core/routing; this file is
  * the I/O around them.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Logger, pino } from 'pino';
 import { type MeridianConfig, regionConfig } from '../../adapters/config.js';
@@ -35,6 +34,7 @@ import {
 } from '../../core/routing/index.js';
 import type { RegionId } from '../../core/types.js';
 import { type Cancel, forward, type UpstreamAnswer } from './forward.js';
+import { createHttp1Server, type Http1Request, type Http1Response } from './http1.js';
 import { edgeMetrics } from './metrics.js';
 import { startProber } from './prober.js';
 import { closeUpstreams, openUpstreams, type Upstream, type UpstreamOptions } from './upstreams.js';
@@ -105,37 +105,9 @@ function firstHeader(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-function clientIp(req: IncomingMessage): string {
-  const ip = req.socket.remoteAddress ?? '';
+function clientIp(req: Http1Request): string {
+  const ip = req.remoteAddress;
   return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
-}
-
-/** Reads a request body into one buffer, refusing more than `maxBytes` (bodies are replayable). */
-function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length']);
-  if (declared > maxBytes) {
-    return Promise.reject(new MeridianError('too_large', `request body over ${maxBytes} bytes`));
-  }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > maxBytes) {
-        req.removeAllListeners('data');
-        req.resume();
-        reject(new MeridianError('too_large', `request body over ${maxBytes} bytes`));
-        return;
-      }
-      chunks.push(c);
-    });
-    req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
-    req.once('error', reject);
-  });
-}
-
-function hasBody(req: IncomingMessage): boolean {
-  return req.headers['transfer-encoding'] !== undefined || (Number(req.headers['content-length']) || 0) > 0;
 }
 
 /**
@@ -203,7 +175,7 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     c.inc();
   };
 
-  const locate = (req: IncomingMessage): LatLon | undefined =>
+  const locate = (req: Http1Request): LatLon | undefined =>
     parseClientLocation(req.headers['meridian-client-location']) ?? options.geoIp?.locate(clientIp(req));
 
   const status = (): EdgeStatus => ({
@@ -212,25 +184,22 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     regions: table.snapshot().map((s) => ({ ...s, url: upstreams.get(s.region)!.url })),
   });
 
-  function sendJson(res: ServerResponse, code: number, body: unknown, extra: Headers = {}): void {
+  function sendJson(res: Http1Response, code: number, body: unknown, extra: Headers = {}): void {
     const text = JSON.stringify(body);
-    res.writeHead(code, {
-      'content-type': 'application/json; charset=utf-8',
-      'content-length': Buffer.byteLength(text),
-      'meridian-edge': edgeId,
-      ...extra,
-    });
-    res.end(text);
+    res.send(
+      code,
+      { 'content-type': 'application/json; charset=utf-8', 'meridian-edge': edgeId, ...extra },
+      text,
+    );
   }
 
-  function sendError(res: ServerResponse, e: unknown, extra: Headers = {}): void {
+  function sendError(res: Http1Response, e: unknown, extra: Headers = {}): void {
     const err = isMeridianError(e) ? e : new MeridianError('internal', (e as Error).message ?? String(e));
     if (err.code === 'internal') log.error({ err: e }, 'edge error');
-    if (err.code === 'too_large') extra = { ...extra, connection: 'close' };
     sendJson(res, err.status, err.toBody(), extra);
   }
 
-  async function local(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function local(req: Http1Request, res: Http1Response): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendError(res, new MeridianError('not_found', `no route ${req.method} ${path} on the edge`));
@@ -243,14 +212,13 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
       sendJson(res, 200, status());
     } else if (path === '/metrics') {
       const text = await metrics.registry.metrics();
-      res.writeHead(200, { 'content-type': metrics.registry.contentType, 'meridian-edge': edgeId });
-      res.end(text);
+      res.send(200, { 'content-type': metrics.registry.contentType, 'meridian-edge': edgeId }, text);
     } else {
       sendError(res, new MeridianError('not_found', `no route ${path} on the edge; the API is under /v1`));
     }
   }
 
-  function upstreamHeaders(req: IncomingMessage, write: boolean, cookie: string | undefined): Headers {
+  function upstreamHeaders(req: Http1Request, write: boolean, cookie: string | undefined): Headers {
     const out: Headers = {};
     const h = req.headers;
     for (const k in h) {
@@ -268,8 +236,7 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
   }
 
   function deliver(
-    req: IncomingMessage,
-    res: ServerResponse,
+    res: Http1Response,
     up: UpstreamAnswer,
     attempt: RequestAttempt,
     write: boolean,
@@ -290,18 +257,16 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
       const prior = headers['set-cookie'];
       headers['set-cookie'] = prior === undefined ? cookies : [...([] as string[]).concat(prior), ...cookies];
     }
-    res.writeHead(code, headers);
-    if (req.method === 'HEAD') res.end();
-    else res.end(up.body);
+    res.send(code, headers, up.body);
     answered(attempt.reason, code);
     metrics.durationSeconds.observe((performance.now() - startedMs) / 1000);
   }
 
-  async function proxy(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function proxy(req: Http1Request, res: Http1Response): Promise<void> {
     const startedMs = performance.now();
     const method = req.method ?? 'GET';
     const path = req.url ?? '/';
-    const body = hasBody(req) ? await readBody(req, edgeCfg.maxBodyBytes) : undefined;
+    const body = req.body;
     const cookie = req.headers.cookie;
     const write = isWrite(method);
     const stickyRegion = write
@@ -354,7 +319,7 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
       }
       step = attempt.next(outcome, isUp);
       if (step.kind === 'deliver' && up) {
-        deliver(req, res, up, attempt, write, cookie, startedMs);
+        deliver(res, up, attempt, write, cookie, startedMs);
         return;
       }
     }
@@ -365,15 +330,16 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     });
   }
 
-  const server: Server = createServer((req, res) => {
-    const url = req.url ?? '/';
-    const work = url.startsWith('/v1/') ? proxy(req, res) : local(req, res);
-    work.catch((e: unknown) => {
-      if (!res.headersSent) sendError(res, e);
-      else res.destroy();
-    });
-  });
-  server.keepAliveTimeout = 65_000;
+  const server = createHttp1Server(
+    { maxHeadBytes: 16 * 1024, maxBodyBytes: edgeCfg.maxBodyBytes, keepAliveTimeoutMs: 65_000 },
+    (req, res) => {
+      const work = req.url.startsWith('/v1/') ? proxy(req, res) : local(req, res);
+      work.catch((e: unknown) => {
+        if (!res.sent) sendError(res, e);
+      });
+    },
+    () => ({ 'meridian-edge': edgeId }),
+  );
 
   const prober = startProber(upstreams, edgeCfg.health, (region, ev) => observe(region, ev));
   // Route the first request on real health, but never wait longer than one probe timeout for it.
