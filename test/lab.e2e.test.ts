@@ -259,8 +259,8 @@ describe('the lab (npm start)', { timeout: 240_000 }, () => {
       assert.equal(await card.getAttribute('data-edge'), 'up');
       await page.waitForTimeout(1500); // let the flow animation and charts draw a frame for the picture
       await page.screenshot({ path: 'docs/img/dashboard.png' });
-      const timeline = await page.locator('#events').innerText();
-      assert.match(timeline, new RegExp(`kill ${victim}`));
+      const timeline = await page.locator('#events').textContent();
+      assert.match(timeline ?? '', new RegExp(`kill ${victim}`));
       await page.getByTestId(`restart-${victim}`).click();
       await waitFor('the page to show the node up again', 30_000, async () =>
         (await attr('data-node')) === 'up' ? true : undefined,
@@ -278,11 +278,10 @@ describe('the lab (npm start)', { timeout: 240_000 }, () => {
     const key = `e2e-failover-${Date.now()}`;
     const w = await http(`${a?.edgeUrl}/v1/settings/${key}`, { method: 'PUT', body: { n: 1 } });
     assert.equal(w.status, 200);
-    const res = spawnSync(
-      process.execPath,
-      ['dist/src/cli/main.js', 'chaos', 'kill', victim.id, '--with-edge'],
-      { env, encoding: 'utf8' },
-    );
+    const res = spawnSync(process.execPath, [...cliArgs, 'chaos', 'kill', victim.id, '--with-edge'], {
+      env,
+      encoding: 'utf8',
+    });
     assert.equal(res.status, 0, res.stderr);
     assert.match(res.stdout, new RegExp(`kill ${victim.id}`));
     await assert.rejects(http(`${victim.edgeUrl}/healthz`), 'the edge is gone too');
