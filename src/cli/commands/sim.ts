@@ -116,6 +116,10 @@ export function parseArgs(argv: string[]): CliOptions {
 }
 
 export async function run(argv: string[]): Promise<number> {
+  // The saga and idempotency workloads have their own runner and checkers (src/sim/saga).
+  const w = argv.indexOf('--workload');
+  if (w >= 0 && argv[w + 1] === 'saga')
+    return (await import('../../sim/saga/cli.js')).main(argv.filter((_, i) => i !== w && i !== w + 1));
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(usage());
     return 0;
