@@ -1,6 +1,6 @@
 /**
- * Runs the saga and idempotency simulation: `node --import tsx src/sim/saga/cli.ts --seed 1`, or a
- * sweep with `--seeds 20`. Prints a table per run; on a violation, the checker, the message and the
+ * Runs the saga and idempotency simulation: `npm run sim -- --workload saga --seed 1` (or
+ * `node --import tsx src/sim/saga/cli.ts --seed 1`), or a sweep with `--seeds 20`. Prints a table per run; on a violation, the checker, the message and the
  * command that replays it, and exits 1.
  */
 import { pathToFileURL } from 'node:url';
@@ -33,10 +33,18 @@ export const HEADER =
   '  seed  sagas  done  comp stuck  keyed  crs  prt retry   dup settled result\n' +
   '  ----  -----  ----  ---- -----  -----  ---  --- -----   --- ------- ------';
 
+/** 8000, 8000ms, 8s or 1m. */
+function parseMs(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(s.trim());
+  if (!m) throw new Error(`bad duration '${s}' (use e.g. 8s, 500ms)`);
+  const n = Number(m[1]);
+  return Math.round(m[2] === 's' ? n * 1000 : m[2] === 'm' ? n * 60_000 : n);
+}
+
 export async function main(argv: string[]): Promise<number> {
   const seed = Number(arg(argv, '--seed') ?? 1);
   const seeds = Number(arg(argv, '--seeds') ?? 1);
-  const durationMs = Number(arg(argv, '--duration') ?? DEFAULT_SAGA_SIM.durationMs);
+  const durationMs = parseMs(arg(argv, '--duration') ?? `${DEFAULT_SAGA_SIM.durationMs}ms`);
   const faults = !argv.includes('--no-faults');
   const bug = arg(argv, '--bug');
   const bugs =

@@ -221,11 +221,11 @@ class SagaSimulation {
 
   replayCommand(): string {
     const o = this.options;
-    const flags = [`--seed ${o.seed}`, `--duration ${o.durationMs}`];
+    const flags = [`--seed ${o.seed}`, `--duration ${o.durationMs}ms`];
     if (!o.faults) flags.push('--no-faults');
     if (o.bugs?.skipIdempotency) flags.push('--bug skip-idempotency');
     if (o.bugs?.compensateBlindly) flags.push('--bug compensate-blindly');
-    return `node --import tsx src/sim/saga/cli.ts ${flags.join(' ')}`;
+    return `npm run sim -- --workload saga ${flags.join(' ')}`;
   }
 
   node(region: RegionId): SagaNode | undefined {
