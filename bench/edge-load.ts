@@ -4,6 +4,9 @@
  * closed-loop and fixed-rate generator for latency at a given rate and for failover runs.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Pool } from 'undici';
 
 export interface LoadResult {
@@ -43,14 +46,34 @@ function wrkMs(text: string, label: string): number {
   return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
 }
 
-/** Peak throughput with wrk: one thread, `connections` keep-alive connections, for `durationMs`. */
-export function runWrk(url: string, connections: number, durationMs: number): Promise<LoadResult> {
+let pacingScript: string | undefined;
+
+/** A wrk script that waits `delayMs` between a connection's requests (wrk's `delay()` hook). */
+function pacing(delayMs: number): string {
+  pacingScript ??= mkdtempSync(join(tmpdir(), 'meridian-wrk-'));
+  const path = join(pacingScript, `pace-${delayMs}.lua`);
+  writeFileSync(path, `function delay() return ${delayMs} end\n`);
+  return path;
+}
+
+/**
+ * Peak throughput with wrk: one thread, `connections` keep-alive connections, for `durationMs`.
+ * With `delayMs`, each connection pauses that long between requests, which paces the offered load
+ * at about connections * 1000 / (delayMs + latency) requests per second.
+ */
+export function runWrk(
+  url: string,
+  connections: number,
+  durationMs: number,
+  delayMs?: number,
+): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
     const p = spawn('wrk', [
       '-t1',
       `-c${connections}`,
       `-d${Math.max(1, Math.round(durationMs / 1000))}s`,
       '--latency',
+      ...(delayMs === undefined ? [] : ['-s', pacing(delayMs)]),
       url,
     ]);
     let out = '';
