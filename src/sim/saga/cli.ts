@@ -46,6 +46,13 @@ export async function main(argv: string[]): Promise<number> {
   const seeds = Number(arg(argv, '--seeds') ?? 1);
   const durationMs = parseMs(arg(argv, '--duration') ?? `${DEFAULT_SAGA_SIM.durationMs}ms`);
   const faults = !argv.includes('--no-faults');
+  const regionsArg = arg(argv, '--regions');
+  const regions = regionsArg
+    ? regionsArg
+        .split(',')
+        .map((r) => r.trim())
+        .filter(Boolean)
+    : DEFAULT_SAGA_SIM.regions;
   const bug = arg(argv, '--bug');
   const bugs =
     bug === 'skip-idempotency'
@@ -57,13 +64,23 @@ export async function main(argv: string[]): Promise<number> {
   let failed = 0;
   const t0 = Date.now();
   for (let i = 0; i < seeds; i++) {
-    const r = await simulateSagas({
-      ...DEFAULT_SAGA_SIM,
-      seed: seed + i,
-      durationMs,
-      faults,
-      ...(bugs ? { bugs } : {}),
-    });
+    let r: SagaSimResult;
+    try {
+      r = await simulateSagas({
+        ...DEFAULT_SAGA_SIM,
+        seed: seed + i,
+        durationMs,
+        faults,
+        ...(bugs ? { bugs } : {}),
+      });
+    } catch (e) {
+      failed++;
+      process.stdout.write(`${String(seed + i).padStart(6)} the run threw: ${(e as Error).stack ?? e}\n`);
+      process.stdout.write(
+        `  replay: npm run sim -- --workload saga --seed ${seed + i} --duration ${durationMs}ms\n`,
+      );
+      continue;
+    }
     process.stdout.write(`${formatRow(r)}\n`);
     for (const v of r.violations.slice(0, 10)) process.stdout.write(`  !! ${v.checker}: ${v.message}\n`);
     if (r.violations.length > 0) {
