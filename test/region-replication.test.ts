@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { decodeToken, encodeToken } from '../src/core/version.js';
+import { buildMesh, meshRoutes, WanEmulator } from '../src/lab/wan/index.js';
 import { type Cluster, call, eventually, startCluster } from './support/cluster.js';
 
 const US = 'us-east-1';
@@ -101,5 +102,50 @@ describe('replication: compaction, reconnection, snapshots (SQLite)', { timeout:
     });
     assert.equal(g2.status, 200);
     assert.equal(encodeToken(decodeToken(g2.headers['meridian-version']!)).length > 0, true);
+  });
+});
+
+describe('replication: relay through a third region when a direct link is cut', { timeout: 120_000 }, () => {
+  let c: Cluster;
+  let wan: WanEmulator;
+  before(async () => {
+    wan = new WanEmulator();
+    c = await startCluster({
+      store: 'sqlite',
+      configure: async (raw, { addresses }) => {
+        const mesh = await buildMesh(wan, {
+          regions: [US, EU, AP].map((id) => ({ id, target: addresses[id]! })),
+          scale: 0.1,
+        });
+        const routes = meshRoutes(mesh);
+        for (const r of raw.regions) r.routes = routes[r.id] ?? {};
+      },
+    });
+  });
+  after(async () => {
+    await c?.stop();
+    await wan?.close();
+  });
+
+  it('eu-west-1 still gets ap-northeast-1 writes, through us-east-1, while their link is partitioned', async () => {
+    const first = await call(c.url(AP), 'PUT', '/v1/settings/relay-0', { body: 0 });
+    const g0 = await call(c.url(EU), 'GET', '/v1/settings/relay-0', {
+      headers: { 'meridian-min-version': first.headers['meridian-version']!, 'meridian-max-wait-ms': '5000' },
+    });
+    assert.equal(g0.status, 200);
+    wan.split(EU, AP, 'partition');
+    const w = await call(c.url(AP), 'PUT', '/v1/settings/relay-1', { body: 1 });
+    assert.equal(w.status, 200);
+    const g = await call(c.url(EU), 'GET', '/v1/settings/relay-1', {
+      headers: { 'meridian-min-version': w.headers['meridian-version']!, 'meridian-max-wait-ms': '15000' },
+    });
+    assert.equal(g.status, 200, g.text);
+    const status = (
+      await call(c.url(EU), 'GET', '/internal/v1/status', {
+        headers: { authorization: `Bearer ${c.cfg.secrets.clusterSecret}` },
+      })
+    ).json as { links: Record<string, { connected: boolean }> };
+    assert.equal(status.links[AP]!.connected, false, 'the direct stream is down');
+    wan.healAll();
   });
 });

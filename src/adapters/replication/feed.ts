@@ -24,6 +24,11 @@ export interface PeerFeedOptions {
   /** Changes per catch-up message (default 1000). */
   batchLimit?: number;
   nowMs?: () => number;
+  /**
+   * Origins other than this region whose changes the peer wants relayed (its own link to them is
+   * down); 'all' relays everything. Each region normally sends only its own changes.
+   */
+  relay?: readonly RegionId[] | 'all';
 }
 
 /**
@@ -152,7 +157,13 @@ export class PeerFeed {
 
   private async sendFiltered(changes: readonly Change[]): Promise<void> {
     // The peer already has its own changes; residency filtering happens per change.
-    const out = changes.filter((c) => c.origin !== this.peer).map((c) => this.core.forPeer(c, this.peer));
+    const relay = this.options.relay ?? 'all';
+    const self = this.core.region;
+    const out = changes
+      .filter(
+        (c) => c.origin !== this.peer && (c.origin === self || relay === 'all' || relay.includes(c.origin)),
+      )
+      .map((c) => this.core.forPeer(c, this.peer));
     if (out.length === 0) return;
     this.sentChanges += out.length;
     await this.send({ t: 'changes', changes: out });

@@ -29,14 +29,22 @@ export interface PeerLinkOptions {
   onReconnect?: (peer: RegionId) => void;
   /** Applies in flight at most before reading on (backpressure onto the TCP stream). */
   maxInFlight?: number;
+  /** Origins this peer should relay to us, asked for when a session opens (default: none). */
+  relayFor?: () => RegionId[];
 }
 
 export class PeerLink {
   readonly peer: RegionId;
   private controller = new AbortController();
+  private session_: AbortController | undefined;
+  /** The relay set the current session asked for. */
+  relaying: readonly RegionId[] = [];
+  /** Since when the stream has been down (undefined while connected). */
+  downSinceMs: number | undefined = Date.now();
   private stopped = false;
   private running: Promise<void> | undefined;
   private backoff: Backoff;
+  private refreshing = false;
   /** What the peer said it has applied, from hello, heartbeats and the changes it sent. */
   private peerVersion: VersionVector = {};
   connected = false;
@@ -56,6 +64,11 @@ export class PeerLink {
     await this.running;
   }
 
+  /** Re-opens the stream at once (to ask for a different relay set). */
+  refresh(): void {
+    this.session_?.abort();
+  }
+
   /** Changes of the peer's own origin that it has and we have not applied. */
   lagChanges(): number {
     return Math.max(0, seqOf(this.peerVersion, this.peer) - seqOf(this.o.core.version, this.peer));
@@ -66,16 +79,24 @@ export class PeerLink {
     while (!this.stopped) {
       if (attempt++ > 0) {
         this.o.onReconnect?.(this.peer);
-        await this.sleep(this.backoff.next());
+        await this.sleep(this.refreshing ? 0 : this.backoff.next());
         if (this.stopped) break;
       }
+      this.refreshing = false;
+      const ac = new AbortController();
+      this.session_ = ac;
+      const onStop = () => ac.abort();
+      this.controller.signal.addEventListener('abort', onStop);
       try {
-        await this.session();
+        await this.session(ac.signal);
       } catch (e) {
-        if (!this.stopped) {
+        if (ac.signal.aborted && !this.stopped) this.refreshing = true;
+        else if (!this.stopped) {
           this.o.log.debug({ peer: this.peer, err: (e as Error).message }, 'replication stream failed');
         }
       } finally {
+        this.controller.signal.removeEventListener('abort', onStop);
+        if (this.connected) this.downSinceMs = Date.now();
         this.connected = false;
       }
     }
@@ -92,14 +113,15 @@ export class PeerLink {
   }
 
   /** One connection: open from our applied version, apply until it ends or fails. */
-  private async session(): Promise<void> {
+  private async session(signal: AbortSignal): Promise<void> {
     const { core } = this.o;
     const have = encodeToken(core.ackVersion());
-    const res = await request(`${this.o.url}${STREAM_PATH}?have=${have}`, {
+    this.relaying = [...(this.o.relayFor?.() ?? [])].sort();
+    const res = await request(`${this.o.url}${STREAM_PATH}?have=${have}&relay=${this.relaying.join(',')}`, {
       method: 'GET',
       headers: { authorization: `Bearer ${this.o.clusterSecret}`, [PEER_HEADER]: core.region },
       dispatcher: this.o.dispatcher,
-      signal: this.controller.signal,
+      signal,
       // A stream that is silent for three heartbeats is dead (a cut link drops no FIN).
       bodyTimeout: this.o.heartbeatMs * 3,
       headersTimeout: Math.max(this.o.heartbeatMs * 3, 5000),
@@ -109,7 +131,8 @@ export class PeerLink {
       throw new Error(`stream from ${this.peer} answered ${res.statusCode}: ${text.slice(0, 200)}`);
     }
     this.connected = true;
-    this.o.log.info({ peer: this.peer }, 'replication stream connected');
+    this.downSinceMs = undefined;
+    this.o.log.info({ peer: this.peer, relay: this.relaying }, 'replication stream connected');
     const inFlight: Promise<unknown>[] = [];
     const maxInFlight = this.o.maxInFlight ?? 64;
     let failure: unknown;

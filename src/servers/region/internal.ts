@@ -60,9 +60,17 @@ export function registerInternalRoutes(
     }
   });
 
-  app.get<{ Querystring: { have?: string } }>(STREAM_PATH, async (req, reply) => {
+  app.get<{ Querystring: { have?: string; relay?: string } }>(STREAM_PATH, async (req, reply) => {
     const peer = knownPeer(node, req.headers[PEER_HEADER], PEER_HEADER);
     const have = req.query.have ? decodeToken(req.query.have) : {};
+    // Absent: relay every origin. Present (maybe empty): only these besides our own changes.
+    const relay =
+      req.query.relay === undefined
+        ? 'all'
+        : req.query.relay
+            .split(',')
+            .filter((r) => r.length > 0)
+            .map((r) => knownPeer(node, r, 'relay'));
     if (node.isDraining()) throw new MeridianError('unavailable', `${node.region} is draining`);
     reply.hijack();
     const raw = reply.raw;
@@ -89,11 +97,11 @@ export function registerInternalRoutes(
             raw.once('close', done);
           }),
       },
-      { heartbeatMs: node.cfg.replication.heartbeatMs },
+      { heartbeatMs: node.cfg.replication.heartbeatMs, relay },
     );
     node.feeds.add(feed);
     raw.on('close', () => feed.close());
-    node.log.info({ peer }, 'serving replication stream');
+    node.log.info({ peer, relay }, 'serving replication stream');
     try {
       await feed.run();
     } catch (e) {

@@ -56,6 +56,7 @@ export class RegionNode implements RegionNodeContext {
   private closing: Promise<void> | undefined;
   private acks: AckSender | undefined;
   private compactTimer: NodeJS.Timeout | undefined;
+  private relayTimer: NodeJS.Timeout | undefined;
   private compacting = false;
   private truncated: VersionVector = {};
   private readonly lastLagMs = new Map<RegionId, number>();
@@ -146,7 +147,6 @@ export class RegionNode implements RegionNodeContext {
       core: this.core,
       peers: urls,
       clusterSecret: this.cfg.secrets.clusterSecret,
-      dispatcher: this.dispatcher,
       log: this.log,
       refreshMs: r.heartbeatMs,
     });
@@ -162,15 +162,44 @@ export class RegionNode implements RegionNodeContext {
         reconnectMinMs: r.reconnectMinMs,
         reconnectMaxMs: r.reconnectMaxMs,
         log: this.log,
-        onApplied: () => this.acks?.poke(),
-        onSnapshot: (p) => this.metrics.snapshotsApplied.inc({ from: p }),
+        onSnapshot: (p) => {
+          this.metrics.snapshotsApplied.inc({ from: p });
+          this.acks?.poke();
+        },
         onReconnect: (p) => this.metrics.streamReconnects.inc({ peer: p }),
+        relayFor: () => this.relayWanted(id),
       });
       this.links.set(id, link);
       link.start();
     }
     this.compactTimer = setInterval(() => void this.compact(), r.compactIntervalMs);
     this.compactTimer.unref();
+    this.relayTimer = setInterval(() => this.checkRelays(), r.heartbeatMs);
+    this.relayTimer.unref();
+  }
+
+  /**
+   * Origins that `via` should relay to us: the peers whose own stream to us has been down for two
+   * heartbeats. Normally none, so each change crosses each link once.
+   */
+  private relayWanted(via: RegionId): RegionId[] {
+    const now = Date.now();
+    const downAfterMs = 2 * this.cfg.replication.heartbeatMs;
+    return [...this.links.values()]
+      .filter((l) => l.peer !== via && l.downSinceMs !== undefined && now - l.downSinceMs >= downAfterMs)
+      .map((l) => l.peer);
+  }
+
+  /** Re-opens a stream whose relay set no longer matches which direct streams are down. */
+  private checkRelays(): void {
+    for (const l of this.links.values()) {
+      if (!l.connected) continue;
+      const want = this.relayWanted(l.peer).sort();
+      if (want.join(',') !== l.relaying.join(',')) {
+        this.log.info({ via: l.peer, relay: want }, 'changing relay set');
+        l.refresh();
+      }
+    }
   }
 
   /**
@@ -240,6 +269,7 @@ export class RegionNode implements RegionNodeContext {
       this.log.info({ graceMs: options.graceMs ?? 0 }, 'draining');
       if (options.graceMs) await new Promise((r) => setTimeout(r, options.graceMs));
       if (this.compactTimer) clearInterval(this.compactTimer);
+      if (this.relayTimer) clearInterval(this.relayTimer);
       this.acks?.stop();
       await Promise.all([...this.links.values()].map((l) => l.stop()));
       for (const f of this.feeds) f.close();

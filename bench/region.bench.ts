@@ -1,0 +1,261 @@
+/**
+ * Region node benchmarks, each against a peer measured in the same run:
+ *  (a) local async lww writes on one node (SQLite) vs a plain better-sqlite3 insert loop;
+ *  (b) replication lag across three regions behind the WAN emulator vs each link's one-way delay;
+ *  (c) sync (majority) write latency vs the round-trip time to the nearest peer.
+ * Knobs: BENCH_SECONDS (default 3 for (a), 5 for (b)), BENCH_CONCURRENCY (default 64),
+ * BENCH_RATE (writes/s per region, default 1000), BENCH_SYNC_WRITES (default 20).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { loadRegionTable } from '../src/adapters/region-table.js';
+import { buildMesh, meshRoutes, WanEmulator } from '../src/lab/wan/index.js';
+import { call, LAB_REGIONS, startCluster } from '../test/support/cluster.js';
+import { type LoadResult, percentile, runLoad, runLoadInWorker } from './region-load.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 0);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
+const RATE = Number(process.env.BENCH_RATE ?? 1000);
+const SYNC_WRITES = Number(process.env.BENCH_SYNC_WRITES ?? 20);
+
+function table(title: string, head: string[], rows: (string | number)[][]): void {
+  const cells = [head, ...rows.map((r) => r.map((c) => (typeof c === 'number' ? fmt(c) : c)))];
+  const w = head.map((_, i) => Math.max(...cells.map((r) => String(r[i] ?? '').length)));
+  const line = (r: (string | number)[]) => `| ${r.map((c, i) => String(c).padEnd(w[i]!)).join(' | ')} |`;
+  process.stdout.write(`\n${title}\n${line(head)}\n|${w.map((x) => '-'.repeat(x + 2)).join('|')}|\n`);
+  for (const r of cells.slice(1)) process.stdout.write(`${line(r)}\n`);
+}
+
+function fmt(n: number): string {
+  if (!Number.isFinite(n)) return String(n);
+  if (Math.abs(n) >= 100) return n.toFixed(0);
+  if (Math.abs(n) >= 10) return n.toFixed(1);
+  return n.toFixed(2);
+}
+
+const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
+const progress = (s: string) => process.stdout.write(`  .. ${s}\n`);
+
+/** The peer of (a): the same writes (key, JSON value) as a plain autocommit insert loop, WAL, synchronous=NORMAL. */
+function plainSqlite(
+  writes: number,
+  ratePerSec?: number,
+): Promise<{ perSec: number; latenciesMs: number[] }> {
+  const dir = mkdtempSync(join(tmpdir(), 'meridian-bench-sqlite-'));
+  const db = new Database(join(dir, 'plain.db'));
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.exec(
+    'CREATE TABLE docs (collection TEXT, key TEXT, value TEXT, PRIMARY KEY (collection, key)) WITHOUT ROWID',
+  );
+  const put = db.prepare('INSERT OR REPLACE INTO docs (collection, key, value) VALUES (?, ?, ?)');
+  const latenciesMs: number[] = [];
+  return (async () => {
+    const t0 = performance.now();
+    if (!ratePerSec) {
+      for (let i = 0; i < writes; i++) {
+        const s = performance.now();
+        put.run('settings', `k${i}`, JSON.stringify({ i, v: 'x'.repeat(32) }));
+        latenciesMs.push(performance.now() - s);
+      }
+    } else {
+      const gap = 1000 / ratePerSec;
+      for (let i = 0; i < writes; i++) {
+        const due = t0 + i * gap;
+        while (performance.now() < due) await new Promise((r) => setTimeout(r, 1));
+        put.run('settings', `k${i}`, JSON.stringify({ i, v: 'x'.repeat(32) }));
+        latenciesMs.push(performance.now() - due);
+      }
+    }
+    const perSec = (writes / (performance.now() - t0)) * 1000;
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+    return { perSec, latenciesMs };
+  })();
+}
+
+async function localWrites(): Promise<void> {
+  process.stdout.write(
+    '\n(a) local async lww writes, one region node (SQLite), one process; client in this process\n',
+  );
+  const seconds = SECONDS || 3;
+  const c = await startCluster({ store: 'sqlite', regions: ['us-east-1'], logLevel: 'warn' });
+  try {
+    const spec = {
+      url: c.url('us-east-1'),
+      pathTemplate: '/v1/settings/k{i}',
+      method: 'PUT' as const,
+      bodyTemplate: `{"i":{i},"v":"${'x'.repeat(32)}"}`,
+    };
+    progress('warm-up 1 s');
+    await runLoad({ ...spec, durationMs: 1000, concurrency: CONCURRENCY });
+    progress(`closed loop, ${CONCURRENCY} in flight, ${seconds} s`);
+    const max = await runLoad({ ...spec, durationMs: seconds * 1000, concurrency: CONCURRENCY });
+    progress(`open loop at ${RATE} writes/s, ${seconds} s`);
+    const paced = await runLoad({ ...spec, durationMs: seconds * 1000, ratePerSec: RATE, connections: 32 });
+    progress('plain better-sqlite3 loop');
+    const plainMax = await plainSqlite(Math.max(10_000, max.ok));
+    const plainPaced = await plainSqlite(RATE * seconds, RATE);
+    const maxPerSec = (max.ok / max.elapsedMs) * 1000;
+    const l = sorted(max.latenciesMs);
+    const p = sorted(paced.latenciesMs);
+    const pp = sorted(plainPaced.latenciesMs);
+    table(
+      'acknowledged writes',
+      ['measure', 'meridian (HTTP+validation+log)', 'plain better-sqlite3', 'ratio', 'target'],
+      [
+        [
+          'writes/s, closed loop',
+          maxPerSec,
+          plainMax.perSec,
+          `${fmt(maxPerSec / plainMax.perSec)}x`,
+          '>= 5000',
+        ],
+        ['p50 ms, closed loop', percentile(l, 50), percentile(sorted(plainMax.latenciesMs), 50), '', ''],
+        [`p50 ms at ${RATE}/s`, percentile(p, 50), percentile(pp, 50), '', ''],
+        [
+          `p99 ms at ${RATE}/s`,
+          percentile(p, 99),
+          percentile(pp, 99),
+          `${fmt(percentile(p, 99) / percentile(pp, 99))}x`,
+          '< 5',
+        ],
+        ['failed', max.failed + paced.failed, 0, '', '0'],
+      ],
+    );
+    const verdict = maxPerSec >= 5000 && percentile(p, 99) < 5;
+    process.stdout.write(
+      `  targets: ${verdict ? 'met' : 'NOT met'} (${fmt(maxPerSec)} w/s, p99 ${fmt(percentile(p, 99))} ms)\n`,
+    );
+  } finally {
+    await c.stop();
+  }
+}
+
+function quantileOf(metrics: string, origin: string, q: string): number {
+  const re = /^meridian_replication_lag_observed_ms\{([^}]*)\} (\S+)$/m;
+  for (const line of metrics.split('\n')) {
+    const m = re.exec(line);
+    if (m && m[1]!.includes(`quantile="${q}"`) && m[1]!.includes(`origin="${origin}"`)) return Number(m[2]);
+  }
+  return Number.NaN;
+}
+
+async function wanCluster() {
+  const wan = new WanEmulator();
+  const c = await startCluster({
+    store: 'sqlite',
+    regions: LAB_REGIONS,
+    logLevel: 'warn',
+    node: { syncTimeoutMs: 5000 },
+    configure: async (raw, { addresses }) => {
+      const mesh = await buildMesh(wan, {
+        regions: LAB_REGIONS.map((id) => ({ id, target: addresses[id]! })),
+      });
+      const routes = meshRoutes(mesh);
+      for (const r of raw.regions) r.routes = routes[r.id] ?? {};
+    },
+  });
+  return { wan, c };
+}
+
+async function replicationLag(): Promise<void> {
+  const seconds = SECONDS || 5;
+  process.stdout.write(
+    `\n(b) replication lag, three regions behind the WAN emulator at table RTTs, ${RATE} writes/s per region, ${seconds} s\n`,
+  );
+  const table0 = loadRegionTable();
+  const { wan, c } = await wanCluster();
+  try {
+    progress('load running in worker threads (one per region)');
+    const results: LoadResult[] = await Promise.all(
+      LAB_REGIONS.map((r) =>
+        runLoadInWorker({
+          url: c.url(r),
+          pathTemplate: `/v1/settings/${r}-{i}`,
+          method: 'PUT',
+          bodyTemplate: '{"i":{i}}',
+          durationMs: seconds * 1000,
+          ratePerSec: RATE,
+          connections: 32,
+        }),
+      ),
+    );
+    // Let the last changes land before reading the lag summaries.
+    await new Promise((r) => setTimeout(r, 1000));
+    const rows: (string | number)[][] = [];
+    let met = true;
+    for (const to of LAB_REGIONS) {
+      const m = (await call(c.url(to), 'GET', '/metrics')).text;
+      for (const from of LAB_REGIONS) {
+        if (from === to) continue;
+        const oneWay = table0.oneWayMs(from, to);
+        const p50 = quantileOf(m, from, '0.5');
+        const p99 = quantileOf(m, from, '0.99');
+        const ok = p99 <= oneWay + 10;
+        met &&= ok;
+        rows.push([`${from} -> ${to}`, oneWay, p50, p99, p99 - oneWay, ok ? 'yes' : 'NO']);
+      }
+    }
+    const acked = results.reduce((s, r) => s + r.ok, 0);
+    const failed = results.reduce((s, r) => s + r.failed, 0);
+    table(
+      `lag = commit at the receiver - HLC time at the origin (ms); ${acked} writes acknowledged, ${failed} failed`,
+      ['link', 'one-way ms', 'lag p50', 'lag p99', 'p99 - one-way', 'p99 <= one-way + 10'],
+      rows,
+    );
+    process.stdout.write(`  target: ${met ? 'met' : 'NOT met'}\n`);
+  } finally {
+    await c.stop();
+    await wan.close();
+  }
+}
+
+async function syncWrites(): Promise<void> {
+  process.stdout.write(
+    `\n(c) sync (majority) writes behind the WAN emulator, ${SYNC_WRITES} sequential writes per region\n`,
+  );
+  const t = loadRegionTable();
+  const { wan, c } = await wanCluster();
+  try {
+    const rows: (string | number)[][] = [];
+    let met = true;
+    await Promise.all(
+      LAB_REGIONS.map(async (r) => {
+        const lat: number[] = [];
+        for (let i = -2; i < SYNC_WRITES; i++) {
+          const s = performance.now();
+          const res = await call(c.url(r), 'PUT', `/v1/accounts/${r}-${i}`, { body: { balance: 100 } });
+          if (res.status !== 200) throw new Error(`sync write in ${r}: ${res.status} ${res.text}`);
+          if (i >= 0) lat.push(performance.now() - s); // the first two warm the connections up
+        }
+        const peers = LAB_REGIONS.filter((p) => p !== r);
+        const nearest = peers.reduce((a, b) => (t.rttMs(r, a) <= t.rttMs(r, b) ? a : b));
+        const rtt = t.rttMs(r, nearest);
+        const med = percentile(sorted(lat), 50);
+        const ok = med <= rtt + 10;
+        met &&= ok;
+        rows.push([r, nearest, rtt, med, percentile(sorted(lat), 90), med - rtt, ok ? 'yes' : 'NO']);
+      }),
+    );
+    table(
+      'sync write latency (ms), client next to the region node',
+      ['region', 'nearest peer', 'RTT ms', 'median', 'p90', 'median - RTT', 'median <= RTT + 10'],
+      rows,
+    );
+    process.stdout.write(`  target: ${met ? 'met' : 'NOT met'}\n`);
+  } finally {
+    await c.stop();
+    await wan.close();
+  }
+}
+
+/** `npm run bench region`; BENCH_ONLY=a,b,c picks parts. */
+export async function run(): Promise<void> {
+  const only = (process.env.BENCH_ONLY ?? 'a,b,c').split(',');
+  if (only.includes('a')) await localWrites();
+  if (only.includes('b')) await replicationLag();
+  if (only.includes('c')) await syncWrites();
+}
