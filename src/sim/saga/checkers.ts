@@ -43,6 +43,8 @@ export async function checkSagaRun(sim: Sim): Promise<SagaViolation[]> {
     else if (s.status === 'compensated') sim.stats.compensated++;
     else if (s.status === 'stuck') sim.stats.stuck++;
     else sim.stats.running++;
+    if (s.history.some((h) => h.event.startsWith('settled'))) sim.stats.settled++;
+    if (s.history.some((h) => h.event.startsWith('handed to'))) sim.stats.handedOver++;
   }
 
   // ---- every saga ends completed or compensated, and every region agrees

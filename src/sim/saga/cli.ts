@@ -19,6 +19,8 @@ export function formatRow(r: SagaSimResult): string {
     String(s.completed).padStart(5),
     String(s.compensated).padStart(5),
     String(s.stuck + s.running).padStart(5),
+    String(s.settled).padStart(4),
+    String(s.handedOver).padStart(4),
     String(s.deposits + s.increments).padStart(6),
     String(s.crashes).padStart(4),
     String(s.partitions).padStart(4),
@@ -30,8 +32,8 @@ export function formatRow(r: SagaSimResult): string {
 }
 
 export const HEADER =
-  '  seed  sagas  done  comp stuck  keyed  crs  prt retry   dup settled result\n' +
-  '  ----  -----  ----  ---- -----  -----  ---  --- -----   --- ------- ------';
+  '  seed  sagas  done  comp stuck fenc hand  keyed  crs  prt retry   dup settled result\n' +
+  '  ----  -----  ----  ---- ----- ---- ----  -----  ---  --- -----   --- ------- ------';
 
 /** 8000, 8000ms, 8s or 1m. */
 function parseMs(s: string): number {

@@ -86,6 +86,10 @@ export interface SagaSimResult {
     compensated: number;
     stuck: number;
     running: number;
+    /** Sagas that had a step with an unknown outcome, settled by a fence. */
+    settled: number;
+    /** Sagas handed from region to region (choreography). */
+    handedOver: number;
     deposits: number;
     increments: number;
     crashes: number;
@@ -147,6 +151,8 @@ class SagaSimulation {
     compensated: 0,
     stuck: 0,
     running: 0,
+    settled: 0,
+    handedOver: 0,
     deposits: 0,
     increments: 0,
     crashes: 0,
