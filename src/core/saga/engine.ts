@@ -202,10 +202,14 @@ export class SagaEngine {
         const s = asSaga(e.value);
         if (s && !isFinal(s.status) && s.owner === this.region && !this.active.has(s.id)) {
           // Re-read: a newer record may already have replaced the one in this change.
-          void this.get(s.id).then((cur) => {
-            if (cur && !isFinal(cur.status) && cur.owner === this.region && !this.active.has(cur.id))
-              this.spawn(cur, 'handed over');
-          });
+          this.get(s.id).then(
+            (cur) => {
+              if (cur && !isFinal(cur.status) && cur.owner === this.region && !this.active.has(cur.id))
+                this.spawn(cur, 'handed over');
+            },
+            // The region is going down; resume() picks the saga up after the restart.
+            () => {},
+          );
         }
       }
     }
