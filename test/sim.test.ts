@@ -129,7 +129,18 @@ describe('simulator runs', () => {
   });
 
   it('on a violation it names the checker, shows the history and the replay command, and exits 1', () => {
-    const out = cli(['--seed', '1', '--duration', '2s', '--faults', 'none', '--bug', 'skipTokenWait']);
+    const out = cli([
+      '--seed',
+      '1',
+      '--duration',
+      '3s',
+      '--rate',
+      '300',
+      '--faults',
+      'none',
+      '--bug',
+      'skipTokenWait',
+    ]);
     assert.equal(out.status, 1);
     assert.match(out.stdout, /VIOLATION of (read-your-writes|monotonic-reads)/);
     assert.match(out.stdout, /history:\n {4}\d+\.\d{3}s/);

@@ -137,7 +137,9 @@ class Simulation {
       o.regions,
       this.collections,
       this.rng.fork('workload'),
-      o.sessionsPerRegion ?? 16,
+      // Enough sessions that the offered rate holds while some wait on slow answers (sync acks,
+      // token waits behind a partition): about one operation per session every 150-300 ms.
+      o.sessionsPerRegion ?? Math.max(8, Math.ceil(o.opsPerSec / o.regions.length / 6)),
     );
     this.history = {
       regions: [...o.regions],
