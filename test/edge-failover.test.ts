@@ -5,6 +5,7 @@
  * sent to the dead region after its ejection.
  */
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../src/adapters/config.js';
 import type { Edge, EdgeEvent } from '../src/servers/edge/index.js';
@@ -210,6 +211,27 @@ describe('edge health rules (stand-in regions with scripted answers)', () => {
     await eventually('us-east-1 to rise', async () => edge.table.isUp('us-east-1'), 5000);
     const s = edge.status().regions.find((x) => x.region === 'us-east-1')!;
     assert.ok(s.probesFailed >= 2);
+  });
+
+  it('a request the edge cannot forward is the client’s 400, not a region failure', async () => {
+    const port = Number(new URL(edge.url).port);
+    const send = (bytes: string) =>
+      new Promise<string>((resolve) => {
+        const s = connect(port, '127.0.0.1');
+        let out = '';
+        s.on('data', (d) => {
+          out += d.toString('latin1');
+        });
+        s.on('close', () => resolve(out));
+        s.write(bytes, 'latin1');
+      });
+    assert.match(await send('GET /v1/settings/x HTTP/1.1\r\nX-Bad: a\x01b\r\n\r\n'), /^HTTP\/1\.1 400 /);
+    assert.match(
+      await send('TRACE /v1/settings/x HTTP/1.1\r\nConnection: close\r\n\r\n'),
+      /^HTTP\/1\.1 400 [^]*meridian-edge: us-east-1/,
+    );
+    assert.equal(edge.table.isUp('us-east-1'), true);
+    assert.equal(edge.table.isUp('eu-west-1'), true);
   });
 
   it('a POST without a key that gets a 500 is not retried', async () => {

@@ -101,6 +101,8 @@ const HOP_RESPONSE = [
 
 type Headers = Record<string, string | string[]>;
 
+const PROXY_METHODS = new Set(['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'PATCH', 'OPTIONS']);
+
 function firstHeader(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
@@ -162,14 +164,24 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     }
   };
 
+  const routeHeaders = new Map<string, string>();
+  const routeHeader = (region: RegionId, reason: RouteReason): string => {
+    const key = `${region} ${reason}`;
+    let h = routeHeaders.get(key);
+    if (h === undefined) {
+      h = formatRoute(policy, region, reason);
+      routeHeaders.set(key, h);
+    }
+    return h;
+  };
+
   // Label lookups hash their labels on every call; resolve each (reason, status class) once.
   const answerCounters = new Map<string, { inc(): void }>();
   const answered = (reason: RouteReason, status: number): void => {
-    const code = `${Math.floor(status / 100)}xx`;
-    const key = reason + code;
+    const key = reason + Math.floor(status / 100);
     let c = answerCounters.get(key);
     if (!c) {
-      c = metrics.answers.labels({ reason, code });
+      c = metrics.answers.labels({ reason, code: `${Math.floor(status / 100)}xx` });
       answerCounters.set(key, c);
     }
     c.inc();
@@ -246,7 +258,7 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     const headers = up.headers;
     for (const k of HOP_RESPONSE) delete headers[k];
     headers['meridian-edge'] = edgeId;
-    headers['meridian-route'] = formatRoute(policy, attempt.region, attempt.reason);
+    headers['meridian-route'] = routeHeader(attempt.region, attempt.reason);
     const code = up.status;
     if (write && code >= 200 && code < 300) {
       const token = mergeTokens(
@@ -264,7 +276,10 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
 
   async function proxy(req: Http1Request, res: Http1Response): Promise<void> {
     const startedMs = performance.now();
-    const method = req.method ?? 'GET';
+    const method = req.method;
+    if (!PROXY_METHODS.has(method)) {
+      throw new MeridianError('bad_request', `method ${method} is not part of the /v1 surface`);
+    }
     const path = req.url ?? '/';
     const body = req.body;
     const cookie = req.headers.cookie;
@@ -303,6 +318,10 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
         };
       } catch (e) {
         const err = e as Error & { code?: string };
+        // undici refusing the request itself (a header it will not send) is the client's problem,
+        // not the region's: no ejection, no retry.
+        if (err.code === 'UND_ERR_INVALID_ARG')
+          throw new MeridianError('bad_request', `cannot forward: ${err.message}`);
         outcome = { kind: 'error', reason: err.code ?? err.message };
       } finally {
         if (cancel) inFlight.get(region)!.delete(cancel);
@@ -326,7 +345,7 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     const message = step.kind === 'fail' ? step.reason : 'no answer';
     answered(attempt.reason, 503);
     sendError(res, new MeridianError('unavailable', message, { region: attempt.region }), {
-      'meridian-route': formatRoute(policy, attempt.region, attempt.reason),
+      'meridian-route': routeHeader(attempt.region, attempt.reason),
     });
   }
 
