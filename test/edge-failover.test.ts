@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { parseConfig } from '../src/adapters/config.js';
+import { WanEmulator } from '../src/lab/wan/index.js';
 import type { Edge, EdgeEvent } from '../src/servers/edge/index.js';
 import { edgeOver, type FakeRegion, recordEvents, startFakeRegion, viaEdge } from './edge-support.js';
 import { type Cluster, eventually, startCluster } from './support/cluster.js';
@@ -156,6 +157,99 @@ describe('edge failover over real region nodes', () => {
     await eventually('ap-northeast-1 to rise', async () => edge.table.isUp('ap-northeast-1'), 10_000);
     const r = await viaEdge(edge, 'GET', `/v1/settings/${keys[0]}`);
     assert.deepEqual(r.route, { policy: 'failover', region: 'ap-northeast-1', reason: 'priority' });
+  });
+});
+
+describe('edge failover when a region goes silent (blackhole)', () => {
+  let cluster: Cluster;
+  const wan = new WanEmulator({ handshake: false });
+  let edge: Edge | undefined;
+
+  before(async () => {
+    cluster = await startCluster({ store: 'memory' });
+  });
+
+  after(async () => {
+    await edge?.close();
+    await cluster?.stop();
+    await wan.close();
+  });
+
+  it('cancels the requests hung on a silent region at its ejection and retries them elsewhere', async () => {
+    // The edge reaches each node through a WAN link of its own, so one path can drop everything.
+    const routes: Record<string, string> = {};
+    for (const id of cluster.regions) {
+      const u = new URL(cluster.url(id));
+      const via = await wan.addLink({
+        from: 'edge',
+        to: id,
+        target: { host: u.hostname, port: Number(u.port) },
+      });
+      routes[id] = `http://${via.host}:${via.port}`;
+    }
+    const health = { intervalMs: 200, timeoutMs: 500, fall: 3, rise: 2 };
+    edge = await edgeOver(
+      cluster.cfg,
+      { policy: 'failover', priority: ['ap-northeast-1', 'us-east-1', 'eu-west-1'], health },
+      { routes },
+    );
+    const seen = recordEvents(edge);
+    let stop = false;
+    let ok = 0;
+    const failures: string[] = [];
+    const worker = async (w: number): Promise<void> => {
+      while (!stop) {
+        try {
+          const r = await viaEdge(edge!, 'PUT', `/v1/settings/silent-${w}`, { body: ok });
+          if (r.status === 200) ok++;
+          else failures.push(`${r.status} ${JSON.stringify(r.json)}`);
+        } catch (e) {
+          failures.push((e as Error).message);
+        }
+      }
+    };
+    const load = Promise.all([0, 1, 2, 3].map(worker));
+    try {
+      await eventually(
+        'steady load on ap-northeast-1',
+        async () => seen.dispatches('ap-northeast-1').length >= 100,
+      );
+      const cutAt = Date.now();
+      wan.cut('edge', 'ap-northeast-1', 'partition');
+      const ejected = await eventually(
+        'ap-northeast-1 to be ejected',
+        async () =>
+          seen.events.findIndex(
+            (e) =>
+              e.kind === 'transition' &&
+              e.transition.region === 'ap-northeast-1' &&
+              e.transition.to === 'down',
+          ) + 1,
+      );
+      const atEjection = ok;
+      await eventually('100 more answers', async () => ok >= atEjection + 100);
+      stop = true;
+      await load;
+      assert.deepEqual(failures, [], 'no idempotent request failed');
+      const ejection = seen.events[ejected - 1]!;
+      assert.ok(ejection.kind === 'transition');
+      const ejectedMs = ejection.transition.atMs - cutAt;
+      // Overlapping probes: about timeoutMs + (fall - 1) * intervalMs = 900 ms, with room for a busy machine.
+      assert.ok(ejectedMs < 3000, `ejected ${ejectedMs} ms after the cut`);
+      const later = seen.events
+        .slice(ejected)
+        .filter((e) => e.kind === 'dispatch' && e.region === 'ap-northeast-1');
+      assert.deepEqual(later, [], 'nothing was sent to the silent region after its ejection');
+      const retries = seen.events.slice(ejected).filter((e) => e.kind === 'dispatch' && e.reason === 'retry');
+      assert.ok(retries.length >= 1, 'the hung requests were retried');
+      process.stdout.write(
+        `# blackhole: ejected ${ejectedMs} ms after the cut; ${retries.length} hung requests retried\n`,
+      );
+    } finally {
+      stop = true;
+      await load;
+      wan.heal('edge', 'ap-northeast-1');
+    }
   });
 });
 
