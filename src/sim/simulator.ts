@@ -13,6 +13,7 @@ import type { CommitBatch } from '../core/store.js';
 import type { CollectionSpec, RegionId, RegionInfo } from '../core/types.js';
 import {
   decodeToken,
+  dominates,
   encodeToken,
   mergeVersions,
   seqOf,
@@ -383,14 +384,22 @@ class Simulation {
       kind: plan.kind,
       collection: plan.collection,
       key: plan.key,
+      // Every field present from the start: one object shape for all records keeps access fast.
+      value: undefined,
+      by: plan.by,
+      members: plan.members,
+      home: plan.home,
       startAtMs: this.time.nowMs,
       endAtMs: -1,
       result: 'pending',
+      errorCode: undefined,
+      replayRegion: undefined,
+      answer: undefined,
+      answerVersion: undefined,
+      change: undefined,
+      holdersAtAck: undefined,
+      replayOf,
     };
-    if (plan.by !== undefined) op.by = plan.by;
-    if (plan.members) op.members = plan.members;
-    if (plan.home) op.home = plan.home;
-    if (replayOf !== undefined) op.replayOf = replayOf;
     this.history.ops.push(op);
 
     let proc = this.procs.get(plan.region)!;
@@ -440,6 +449,11 @@ class Simulation {
         p = core.delete(plan.collection, plan.key);
         break;
       case 'get': {
+        if (st.token === undefined && Object.keys(st.version).length > 0) {
+          // The token goes through its wire form, as a client's would (only when it changed).
+          st.token = encodeToken(st.version);
+          st.minVersion = decodeToken(st.token);
+        }
         p = core.get(plan.collection, plan.key, st.minVersion ? { minVersion: st.minVersion } : {});
         break;
       }
@@ -468,11 +482,9 @@ class Simulation {
     op.answer = view?.value;
     if (view) {
       op.answerVersion = view.version;
-      if (st.session.token && !versionsEqual(st.version, mergeVersions(st.version, view.version))) {
-        // The token goes through its wire form, as a client's would.
+      if (st.session.token && !dominates(st.version, view.version)) {
         st.version = mergeVersions(st.version, view.version);
-        st.token = encodeToken(st.version);
-        st.minVersion = decodeToken(st.token);
+        st.token = undefined; // re-encoded before the next read
       }
     }
     const spec = this.specs.get(op.collection);
