@@ -27,6 +27,7 @@ import type { RegionId } from '../../core/types.js';
 import { seqOf, type VersionVector } from '../../core/version.js';
 import { buildRegionApp } from './app.js';
 import type { MutationHook, RegionNodeContext, RegionRouteModule } from './context.js';
+import { GroupCommitStore } from './group-commit.js';
 import { defaultMutationHooks, defaultRouteModules } from './modules.js';
 
 export interface RegionNodeOptions {
@@ -85,7 +86,7 @@ export class RegionNode implements RegionNodeContext {
       createLogger({ level: o.logLevel, bindings: { region: o.region, component: 'region-node' } });
     const peers = o.cfg.regions.map((r) => r.id).filter((r) => r !== o.region);
     const metrics = new RegionMetrics({ region: o.region, peers });
-    const store = o.store ?? (await openStore(o.cfg, o.region));
+    const store = new GroupCommitStore(o.store ?? (await openStore(o.cfg, o.region)));
     let node: RegionNode | undefined;
     const core = await RegionCore.open({
       region: o.region,
