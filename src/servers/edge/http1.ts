@@ -165,12 +165,22 @@ function parse(
   return { req: { method, url: target, headers, body, remoteAddress }, keepAlive, used };
 }
 
+// Hop-by-hop (RFC 9110 7.6.1) and framing headers: the writer sets its own.
+const NOT_FORWARDED = new Set([
+  'content-length',
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+]);
+
 function head(status: number, headers: ResponseHeaders, length: number | undefined, close: boolean): string {
   let out = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
   for (const k in headers) {
     const v = headers[k];
-    if (v === undefined || k === 'content-length' || k === 'connection' || k === 'transfer-encoding')
-      continue;
+    if (v === undefined || NOT_FORWARDED.has(k)) continue;
     if (Array.isArray(v)) for (const x of v) out += `${k}: ${x}\r\n`;
     else out += `${k}: ${v}\r\n`;
   }
@@ -189,10 +199,18 @@ export function createHttp1Server(
   handler: (req: Http1Request, res: Http1Response) => void,
   onError: (req: Http1Request | undefined, e: Http1Error) => ResponseHeaders = () => ({}),
 ): Server & { closeAllConnections(): void } {
-  const sockets = new Set<Socket>();
+  // Idle connections are swept on a coarse tick rather than with socket.setTimeout, which re-arms
+  // a timer on every read and write.
+  const sockets = new Map<Socket, number>();
+  let tick = 0;
+  const sweepMs = Math.max(100, Math.floor(options.keepAliveTimeoutMs / 2));
+  const sweeper = setInterval(() => {
+    tick++;
+    for (const [s, seen] of sockets) if (tick - seen > 2) s.destroy();
+  }, sweepMs);
+  sweeper.unref();
   const server = createServer({ noDelay: true }, (socket) => {
-    sockets.add(socket);
-    socket.setTimeout(options.keepAliveTimeoutMs, () => socket.destroy());
+    sockets.set(socket, tick);
     socket.on('error', () => socket.destroy());
     socket.on('close', () => sockets.delete(socket));
     const remoteAddress = socket.remoteAddress ?? '';
@@ -277,6 +295,7 @@ export function createHttp1Server(
     };
 
     socket.on('data', (chunk: Buffer) => {
+      sockets.set(socket, tick);
       if (closing) return;
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
       pump();
@@ -284,7 +303,8 @@ export function createHttp1Server(
   });
   return Object.assign(server, {
     closeAllConnections() {
-      for (const s of sockets) s.destroy();
+      clearInterval(sweeper);
+      for (const s of sockets.keys()) s.destroy();
     },
   });
 }

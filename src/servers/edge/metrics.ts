@@ -2,14 +2,13 @@
  * Prometheus metrics of one edge, read from its routing table at scrape time (so the hot path pays
  * only for the per-reason counter), in a registry of its own so several edges fit in one process.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { RoutingTable } from '../../core/routing/index.js';
 
 export interface EdgeMetrics {
   registry: Registry;
-  /** Answers by route reason and status class (2xx, 4xx, ...). */
-  answers: Counter<'reason' | 'code'>;
-  durationSeconds: Histogram;
+  /** Counts one answer by route reason and status class (2xx, 4xx, ...). */
+  answered(reason: string, status: number): void;
   transitions: Counter<'region' | 'to'>;
 }
 
@@ -54,23 +53,31 @@ export function edgeMetrics(edgeId: string, table: RoutingTable): EdgeMetrics {
       for (const s of table.snapshot()) this.inc({ region: s.region }, s.errors);
     },
   });
-  const answers = new Counter({
+  // Counted in plain numbers on the hot path (prom-client hashes the labels on every inc, even
+  // through a child) and handed to prom-client at scrape time.
+  const answerCounts = new Map<string, { reason: string; code: string; n: number }>();
+  new Counter({
     name: 'meridian_edge_answers_total',
     help: 'Answers sent to clients, by route reason and status class',
     labelNames: ['reason', 'code'] as const,
     registers: [registry],
+    collect() {
+      this.reset();
+      for (const a of answerCounts.values()) this.inc({ reason: a.reason, code: a.code }, a.n);
+    },
   });
-  const durationSeconds = new Histogram({
-    name: 'meridian_edge_request_duration_seconds',
-    help: 'Time from the request arriving at the edge to its answer headers being sent',
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers: [registry],
-  });
+  const answered = (reason: string, status: number): void => {
+    const cls = Math.floor(status / 100);
+    const key = reason + cls;
+    const a = answerCounts.get(key);
+    if (a) a.n++;
+    else answerCounts.set(key, { reason, code: `${cls}xx`, n: 1 });
+  };
   const transitions = new Counter({
     name: 'meridian_edge_health_transitions_total',
     help: 'Health transitions of each region as seen by this edge',
     labelNames: ['region', 'to'] as const,
     registers: [registry],
   });
-  return { registry, answers, durationSeconds, transitions };
+  return { registry, answered, transitions };
 }

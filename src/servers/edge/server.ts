@@ -90,14 +90,6 @@ const HOP_REQUEST = new Set([
   'content-length',
   'expect',
 ]);
-const HOP_RESPONSE = [
-  'connection',
-  'keep-alive',
-  'transfer-encoding',
-  'trailer',
-  'upgrade',
-  'proxy-authenticate',
-];
 
 type Headers = Record<string, string | string[]>;
 
@@ -175,17 +167,7 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     return h;
   };
 
-  // Label lookups hash their labels on every call; resolve each (reason, status class) once.
-  const answerCounters = new Map<string, { inc(): void }>();
-  const answered = (reason: RouteReason, status: number): void => {
-    const key = reason + Math.floor(status / 100);
-    let c = answerCounters.get(key);
-    if (!c) {
-      c = metrics.answers.labels({ reason, code: `${Math.floor(status / 100)}xx` });
-      answerCounters.set(key, c);
-    }
-    c.inc();
-  };
+  const answered = metrics.answered;
 
   const locate = (req: Http1Request): LatLon | undefined =>
     parseClientLocation(req.headers['meridian-client-location']) ?? options.geoIp?.locate(clientIp(req));
@@ -253,10 +235,10 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     attempt: RequestAttempt,
     write: boolean,
     cookie: string | undefined,
-    startedMs: number,
   ): void {
+    // Hop-by-hop headers are dropped by the writer (http1.ts); deleting them here would turn the
+    // object into a slow dictionary.
     const headers = up.headers;
-    for (const k of HOP_RESPONSE) delete headers[k];
     headers['meridian-edge'] = edgeId;
     headers['meridian-route'] = routeHeader(attempt.region, attempt.reason);
     const code = up.status;
@@ -271,11 +253,9 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     }
     res.send(code, headers, up.body);
     answered(attempt.reason, code);
-    metrics.durationSeconds.observe((performance.now() - startedMs) / 1000);
   }
 
   async function proxy(req: Http1Request, res: Http1Response): Promise<void> {
-    const startedMs = performance.now();
     const method = req.method;
     if (!PROXY_METHODS.has(method)) {
       throw new MeridianError('bad_request', `method ${method} is not part of the /v1 surface`);
@@ -338,7 +318,7 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
       }
       step = attempt.next(outcome, isUp);
       if (step.kind === 'deliver' && up) {
-        deliver(res, up, attempt, write, cookie, startedMs);
+        deliver(res, up, attempt, write, cookie);
         return;
       }
     }
