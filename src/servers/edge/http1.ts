@@ -137,6 +137,14 @@ function parse(
   const bodyStart = headEnd + 4;
   if (te !== undefined && cl !== undefined)
     throw new Http1Error(400, 'both Content-Length and Transfer-Encoding');
+  // Refuse what will be refused anyway before inviting the client to send its body.
+  if (te !== undefined && te.toLowerCase() !== 'chunked') {
+    throw new Http1Error(501, `transfer-encoding ${te} not supported`);
+  }
+  if (cl !== undefined && !/^\d{1,15}$/.test(cl)) throw new Http1Error(400, 'malformed Content-Length');
+  if (cl !== undefined && Number(cl) > o.maxBodyBytes) {
+    throw new Http1Error(413, `request body over ${o.maxBodyBytes} bytes`);
+  }
   if (
     !state.continued &&
     headers.expect?.toLowerCase() === '100-continue' &&
