@@ -197,6 +197,8 @@ async function replicationLag(): Promise<void> {
   const { wan, c } = await wanCluster();
   try {
     progress('load running in worker threads (one per region)');
+    const cpu0 = await Promise.all(LAB_REGIONS.map((r) => nodeCpuSeconds(c.url(r))));
+    const wall0 = performance.now();
     const results: LoadResult[] = await Promise.all(
       LAB_REGIONS.map((r) =>
         runLoadInWorker({
@@ -210,6 +212,8 @@ async function replicationLag(): Promise<void> {
         }),
       ),
     );
+    const cpu1 = await Promise.all(LAB_REGIONS.map((r) => nodeCpuSeconds(c.url(r))));
+    const wallS = (performance.now() - wall0) / 1000;
     // Let the last changes land before reading the lag summaries.
     await new Promise((r) => setTimeout(r, 1000));
     const rows: (string | number)[][] = [];
@@ -234,6 +238,11 @@ async function replicationLag(): Promise<void> {
       rows,
     );
     process.stdout.write(`  target: ${met ? 'met' : 'NOT met'}\n`);
+    table(
+      'CPU of each region node during the run (a saturated machine shows as queueing lag above)',
+      ['region', 'CPU s', 'share of one core'],
+      LAB_REGIONS.map((r, i) => [r, cpu1[i]! - cpu0[i]!, `${fmt(((cpu1[i]! - cpu0[i]!) / wallS) * 100)}%`]),
+    );
   } finally {
     await c.stop();
     await wan.close();
