@@ -5,7 +5,7 @@
  */
 import type { RegionId } from '../types.js';
 import type { RoutePlan, RouteReason } from './policy.js';
-import { classifyAnswer } from './request.js';
+import { type AnswerClass, classifyAnswer } from './request.js';
 
 export type UpstreamOutcome =
   | { kind: 'answer'; status: number; replayHeader: string | undefined }
@@ -55,14 +55,25 @@ export class RequestAttempt {
   /** How an outcome bears on the current region's health (feed it to the routing table). */
   verdict(outcome: UpstreamOutcome): PassiveVerdict {
     if (outcome.kind === 'error') return 'failed';
-    const c = classifyAnswer(outcome.status, outcome.replayHeader);
+    const c = this.classify(outcome);
     return c.kind === 'failure' ? 'failed' : c.kind === 'ok' ? 'ok' : 'neutral';
+  }
+
+  // verdict() and next() look at the same outcome: classify it once.
+  private lastOutcome: UpstreamOutcome | undefined;
+  private lastClass: AnswerClass = { kind: 'ok' };
+  private classify(outcome: UpstreamOutcome & { kind: 'answer' }): AnswerClass {
+    if (outcome !== this.lastOutcome) {
+      this.lastOutcome = outcome;
+      this.lastClass = classifyAnswer(outcome.status, outcome.replayHeader);
+    }
+    return this.lastClass;
   }
 
   /** The step after `outcome`; `isUp` is read after the outcome was fed to the routing table. */
   next(outcome: UpstreamOutcome, isUp: (r: RegionId) => boolean): NextStep {
     if (outcome.kind === 'answer') {
-      const c = classifyAnswer(outcome.status, outcome.replayHeader);
+      const c = this.classify(outcome);
       if (c.kind === 'ok') return { kind: 'deliver' };
       if (c.kind === 'replay') {
         // One replay, only to a region that is known, other than this one and up: else the

@@ -55,7 +55,7 @@ export function edgeMetrics(edgeId: string, table: RoutingTable): EdgeMetrics {
   });
   // Counted in plain numbers on the hot path (prom-client hashes the labels on every inc, even
   // through a child) and handed to prom-client at scrape time.
-  const answerCounts = new Map<string, { reason: string; code: string; n: number }>();
+  const answerCounts = new Map<string, number[]>();
   new Counter({
     name: 'meridian_edge_answers_total',
     help: 'Answers sent to clients, by route reason and status class',
@@ -63,15 +63,21 @@ export function edgeMetrics(edgeId: string, table: RoutingTable): EdgeMetrics {
     registers: [registry],
     collect() {
       this.reset();
-      for (const a of answerCounts.values()) this.inc({ reason: a.reason, code: a.code }, a.n);
+      for (const [reason, byClass] of answerCounts) {
+        byClass.forEach((n, cls) => {
+          if (n > 0) this.inc({ reason, code: `${cls}xx` }, n);
+        });
+      }
     },
   });
   const answered = (reason: string, status: number): void => {
-    const cls = Math.floor(status / 100);
-    const key = reason + cls;
-    const a = answerCounts.get(key);
-    if (a) a.n++;
-    else answerCounts.set(key, { reason, code: `${cls}xx`, n: 1 });
+    let byClass = answerCounts.get(reason);
+    if (!byClass) {
+      byClass = [0, 0, 0, 0, 0, 0];
+      answerCounts.set(reason, byClass);
+    }
+    const cls = (status / 100) | 0;
+    byClass[cls] = (byClass[cls] ?? 0) + 1;
   };
   const transitions = new Counter({
     name: 'meridian_edge_health_transitions_total',

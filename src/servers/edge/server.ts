@@ -156,13 +156,18 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     }
   };
 
-  const routeHeaders = new Map<string, string>();
+  // One string per (region, reason), built on first use: the header is the same for every request.
+  const routeHeaders = new Map<RegionId, Partial<Record<RouteReason, string>>>();
   const routeHeader = (region: RegionId, reason: RouteReason): string => {
-    const key = `${region} ${reason}`;
-    let h = routeHeaders.get(key);
+    let byReason = routeHeaders.get(region);
+    if (!byReason) {
+      byReason = {};
+      routeHeaders.set(region, byReason);
+    }
+    let h = byReason[reason];
     if (h === undefined) {
       h = formatRoute(policy, region, reason);
-      routeHeaders.set(key, h);
+      byReason[reason] = h;
     }
     return h;
   };
