@@ -37,10 +37,10 @@ export const convergence: Checker = {
       for (const f of regions)
         for (const id of f.docs.keys()) if (id.startsWith(`${spec.name}\u0000`)) ids.add(id);
       for (const id of [...ids].sort()) {
-        const states = regions.map((f) => {
-          const d = f.docs.get(id);
-          return d ? stableJson({ state: d.state, version: d.version }) : 'absent';
-        });
+        const docs = regions.map((f) => f.docs.get(id));
+        // Stored records are shared, immutable objects: the same object is the same state.
+        if (docs.every((d) => d === docs[0])) continue;
+        const states = docs.map((d) => (d ? stableJson({ state: d.state, version: d.version }) : 'absent'));
         if (states.some((s) => s !== states[0])) {
           const [collection, key] = splitDocId(id);
           out.push({

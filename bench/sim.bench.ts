@@ -1,0 +1,51 @@
+/**
+ * Simulator speed: 3 regions, 60 simulated seconds, 1,000 client operations per second, with
+ * faults, against the named peer "real time" (the same 60 s of a real deployment take 60 s).
+ * Target: at least 60x faster than real time (under 1 s of wall time). Prints wall and CPU time,
+ * since a shared machine's wall time includes other processes' work.
+ */
+import { availableParallelism, loadavg } from 'node:os';
+import { ALL_CHECKERS } from '../src/sim/checkers/index.js';
+import { table } from '../src/sim/report.js';
+import { DEFAULT_SIM, simulate } from '../src/sim/simulator.js';
+
+const SIMULATED_MS = 60_000;
+const TARGET_SPEEDUP = 60;
+
+export async function run(): Promise<void> {
+  const rows: (string | number)[][] = [
+    ['real time (peer)', '60.0', '-', SIMULATED_MS, '-', '1.0x', '-', '-'],
+  ];
+  // Warm the JIT on a short run first, as a long sweep would be warm.
+  await simulate({ ...DEFAULT_SIM, seed: 99, durationMs: 2000, opsPerSec: 1000, faults: 'light' });
+  for (const faults of ['light', 'heavy']) {
+    process.stdout.write(`sim bench: ${faults} faults, 60 s simulated at 1,000 ops/s ...\n`);
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const r = await simulate({ ...DEFAULT_SIM, seed: 1, durationMs: SIMULATED_MS, opsPerSec: 1000, faults });
+    const wallMs = performance.now() - t0;
+    const cpu = process.cpuUsage(cpu0);
+    const cpuMs = (cpu.user + cpu.system) / 1000;
+    const c0 = performance.now();
+    for (const c of ALL_CHECKERS) c.check(r.history);
+    const checkMs = performance.now() - c0;
+    const speedup = SIMULATED_MS / wallMs;
+    rows.push([
+      `meridian sim (${faults} faults)`,
+      (SIMULATED_MS / 1000).toFixed(1),
+      r.figures.ops.total,
+      Math.round(wallMs),
+      Math.round(cpuMs),
+      `${speedup.toFixed(1)}x`,
+      `${(SIMULATED_MS / cpuMs).toFixed(1)}x`,
+      `${Math.round(checkMs)} ms`,
+    ]);
+    if (r.violations.length > 0) process.stdout.write(`  (run had ${r.violations.length} violations)\n`);
+  }
+  process.stdout.write(
+    `\n${table(['run', 'simulated s', 'client ops', 'wall ms', 'cpu ms', 'vs real time', 'by cpu time', 'checking'], rows)}\n`,
+  );
+  process.stdout.write(
+    `target: >= ${TARGET_SPEEDUP}x real time (3 regions, 60 s, 1,000 ops/s, with faults); load average ${loadavg()[0]!.toFixed(1)} on ${availableParallelism()} cores\n`,
+  );
+}
