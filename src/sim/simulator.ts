@@ -310,12 +310,12 @@ class Simulation {
         this.net.heal(f.from, f.to, f.oneWay);
         return;
       case 'skew':
-        if (!proc) return;
+        if (!proc || proc.status === 'lost') return;
         this.recordFault(f);
         proc.skew.ms = f.skewMs;
         return;
       case 'slow-disk':
-        if (!proc) return;
+        if (!proc || proc.status === 'lost') return;
         this.recordFault(f);
         proc.slowFsyncMs = f.fsyncMs;
         proc.slowUntilMs = this.time.nowMs + f.durationMs;
