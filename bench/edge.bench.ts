@@ -5,7 +5,7 @@
  *     nginx's peak rate;
  *  2. failover: a region node dies under steady load; time until the last request routed to it, and
  *     failed idempotent requests, with the lab's 200 ms probe interval.
- * `npm run bench edge`. EDGE_BENCH_SECONDS (default 3): length of each run; EDGE_BENCH_ROUNDS
+ * `npm run bench edge`. EDGE_BENCH_SECONDS (default 2): length of each run; EDGE_BENCH_ROUNDS
  * (default 2): interleaved rounds, best kept; EDGE_BENCH_CONNECTIONS (default 32);
  * EDGE_BENCH_ONLY=proxy|failover runs one half.
  */
@@ -29,7 +29,7 @@ import {
   startStaticNginx,
 } from './edge-peers.js';
 
-const SECONDS = Number(process.env.EDGE_BENCH_SECONDS ?? 3);
+const SECONDS = Number(process.env.EDGE_BENCH_SECONDS ?? 2);
 const CONNECTIONS = Number(process.env.EDGE_BENCH_CONNECTIONS ?? 32);
 const ROUNDS = Number(process.env.EDGE_BENCH_ROUNDS ?? 2);
 const PATH = '/v1/settings/bench';
