@@ -30,6 +30,7 @@ function frame(
   yLabel: string,
   xs: [number, number],
   ys: [number, number],
+  xTicks = true,
 ) {
   const sx = (x: number) => f.left + ((x - xs[0]) / (xs[1] - xs[0] || 1)) * (f.width - f.left - f.right);
   const sy = (y: number) =>
@@ -48,9 +49,10 @@ function frame(
       `<text x="${f.left - 6}" y="${sy(y) + 4}" text-anchor="end" fill="#555">${+y.toFixed(1)}</text>`,
     );
     const x = xs[0] + ((xs[1] - xs[0]) * i) / 5;
-    parts.push(
-      `<text x="${sx(x)}" y="${f.height - f.bottom + 16}" text-anchor="middle" fill="#555">${+x.toFixed(1)}</text>`,
-    );
+    if (xTicks)
+      parts.push(
+        `<text x="${sx(x)}" y="${f.height - f.bottom + 16}" text-anchor="middle" fill="#555">${+x.toFixed(1)}</text>`,
+      );
   }
   parts.push(
     `<line x1="${f.left}" x2="${f.left}" y1="${f.top}" y2="${f.height - f.bottom}" stroke="#333"/>`,
@@ -125,18 +127,18 @@ export function barsSvg(
 ): string {
   const f: Frame = {
     width: opts.width ?? Math.max(600, 120 + groups.length * 110),
-    height: opts.height ?? 420,
+    height: opts.height ?? 460,
     left: 60,
     right: 150,
     top: 30,
-    bottom: 70,
+    bottom: 110,
   };
   const max =
     Math.max(
       1,
       ...groups.flatMap((g) => [...g.bars.map((b) => b.value), g.floor ?? 0]).filter(Number.isFinite),
     ) * 1.08;
-  const { sy, parts } = frame(title, { ...f, bottom: f.bottom }, '', opts.yLabel, [0, 1], [0, max]);
+  const { sy, parts } = frame(title, f, '', opts.yLabel, [0, 1], [0, max], false);
   const inner = f.width - f.left - f.right;
   const gw = inner / Math.max(1, groups.length);
   const names = [...new Set(groups.flatMap((g) => g.bars.map((b) => b.name)))];
@@ -157,7 +159,7 @@ export function barsSvg(
       );
     }
     parts.push(
-      `<text transform="translate(${(x0 + gw * 0.4).toFixed(1)} ${f.height - f.bottom + 14}) rotate(20)" font-size="11">${esc(g.label)}</text>`,
+      `<text transform="translate(${(x0 + gw * 0.15).toFixed(1)} ${f.height - f.bottom + 14}) rotate(28)" font-size="11">${esc(g.label)}</text>`,
     );
   });
   names.forEach((n, i) => {

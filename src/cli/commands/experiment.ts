@@ -76,8 +76,9 @@ export async function run(argv: string[]): Promise<number> {
       result = await consistency(target, { trials: num(values.trials, 40), log });
     }
     mkdirSync(out, { recursive: true });
-    const svgPath = join(out, `${name}.svg`);
-    const jsonPath = join(out, `${name}.json`);
+    const base = name === 'failover' && values.how === 'crash' ? 'failover-crash' : name;
+    const svgPath = join(out, `${base}.svg`);
+    const jsonPath = join(out, `${base}.json`);
     writeFileSync(svgPath, result.svg);
     const { svg: _svg, ...data } = result as { svg: string } & Record<string, unknown>;
     writeFileSync(
