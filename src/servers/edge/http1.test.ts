@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
 import { request } from 'undici';
 import { createHttp1Server, type Http1Request } from './http1.js';
 
@@ -106,6 +107,50 @@ describe('createHttp1Server', () => {
     const before = seen.length;
     await raw(port, '\x00\x01\x02garbage\r\n\r\nGET / HTTP/1.1\r\n\r\n');
     assert.equal(seen.length, before, 'nothing after a malformed request is served');
+  });
+
+  it('survives random bytes: every connection is answered or closed, and the server keeps serving', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b).toString('latin1')),
+          fc
+            .tuple(
+              fc.constantFrom('GET', 'PUT', 'POST', 'X'),
+              fc.string({ maxLength: 40 }),
+              fc.string({ maxLength: 80 }),
+            )
+            .map(([m, p, h]) => `${m} /${p} HTTP/1.1\r\n${h}\r\nConnection: close\r\n\r\n`),
+        ),
+        async (bytes) => {
+          // Close our side after writing, so an incomplete request ends the connection too.
+          await new Promise<void>((resolve) => {
+            const s = connect(port, '127.0.0.1');
+            s.on('data', () => undefined);
+            s.on('close', () => resolve());
+            s.on('error', () => resolve());
+            s.end(bytes, 'latin1');
+          });
+        },
+      ),
+      { numRuns: 150 },
+    );
+    const r = await request(`http://127.0.0.1:${port}/still`, { method: 'GET' });
+    assert.equal(r.statusCode, 200);
+    assert.equal(await r.body.text(), 'GET /still -');
+  });
+
+  it('answers a client that shuts its side right after sending', async () => {
+    const out = await new Promise<string>((resolve) => {
+      const s = connect(port, '127.0.0.1');
+      let got = '';
+      s.on('data', (d) => {
+        got += d.toString('latin1');
+      });
+      s.on('close', () => resolve(got));
+      s.end('GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n', 'latin1');
+    });
+    assert.match(out, /GET \/a -HTTP\/1\.1 200 OK[\s\S]*GET \/b -$/);
   });
 
   it('HTTP/1.0 closes unless asked to keep alive', async () => {

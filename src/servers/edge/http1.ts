@@ -223,7 +223,9 @@ export function createHttp1Server(
     for (const [s, seen] of sockets) if (tick - seen > 2) s.destroy();
   }, sweepMs);
   sweeper.unref();
-  const server = createServer({ noDelay: true }, (socket) => {
+  // allowHalfOpen: a client may send its request and then shut its side (printf | nc); it still
+  // gets its answers, and the connection ends once nothing is left to answer.
+  const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
     sockets.set(socket, tick);
     socket.on('error', () => socket.destroy());
     socket.on('close', () => sockets.delete(socket));
@@ -231,6 +233,13 @@ export function createHttp1Server(
     let buf: Buffer = Buffer.alloc(0);
     let busy = false;
     let closing = false;
+    let peerEnded = false;
+    const endIfDone = (): void => {
+      if (peerEnded && !busy && !closing) {
+        closing = true;
+        socket.end();
+      }
+    };
     const state = { continued: false };
     const writeRaw = (s: string): void => {
       socket.write(s, 'latin1');
@@ -255,7 +264,10 @@ export function createHttp1Server(
           fail(e instanceof Http1Error ? e : new Http1Error(400, (e as Error).message));
           return;
         }
-        if (!parsed) return;
+        if (!parsed) {
+          endIfDone();
+          return;
+        }
         // Keep the body's bytes: it is a view of `buf`, which moves on.
         if (parsed.req.body && parsed.req.body.buffer === buf.buffer)
           parsed.req.body = Buffer.from(parsed.req.body);
@@ -294,6 +306,7 @@ export function createHttp1Server(
             }
             busy = false;
             if (buf.length > 0) setImmediate(pump);
+            else endIfDone();
           },
         };
         try {
@@ -308,6 +321,11 @@ export function createHttp1Server(
       }
     };
 
+    socket.on('end', () => {
+      peerEnded = true;
+      if (buf.length === 0) endIfDone();
+      else pump();
+    });
     socket.on('data', (chunk: Buffer) => {
       sockets.set(socket, tick);
       if (closing) return;
