@@ -172,7 +172,8 @@ export class LabStats {
       lag: {},
       history: [],
     };
-    const latWindow = this.buckets.filter((b) => b.sec > nowSec - 10);
+    // Latency over the same window as the rates, so a region that stopped serving stops showing numbers.
+    const latWindow = recent;
     for (const r of regions) {
       let served = 0;
       let edge = 0;
