@@ -7,6 +7,7 @@ import { describeFault } from './faults.js';
 import type { Figures } from './figures.js';
 import type { OpRecord, Violation } from './history.js';
 import type { RunResult, SimOptions } from './simulator.js';
+import { syncAcksFor } from './workload.js';
 
 export function fmtMs(ms: number): string {
   return `${(ms / 1000).toFixed(3)}s`;
@@ -92,7 +93,7 @@ export function excerpt(r: RunResult, v: Violation, maxLines = 14): string[] {
 }
 
 export function header(o: SimOptions): string {
-  return `meridian sim: seed ${o.seed}, regions ${o.regions.join(',')}, ${fmtDuration(o.durationMs)}, faults ${o.faults}, workload ${o.workload}, ${o.opsPerSec} ops/s`;
+  return `meridian sim: seed ${o.seed}, regions ${o.regions.join(',')}, ${fmtDuration(o.durationMs)}, faults ${o.faults}, workload ${o.workload}, ${o.opsPerSec} ops/s, sync acks ${syncAcksFor(o.seed, o.regions.length)}`;
 }
 
 export function figureRows(f: Figures): (string | number)[][] {

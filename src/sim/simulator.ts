@@ -30,7 +30,14 @@ import { Prng } from './random.js';
 import { DEFAULT_REPLICATION, RegionProcess } from './region-process.js';
 import { fmtMs } from './report.js';
 import { VirtualTime } from './time.js';
-import { type OpPlan, type Session, simCollections, Workload, workloadSpec } from './workload.js';
+import {
+  type OpPlan,
+  type Session,
+  simCollections,
+  syncAcksFor,
+  Workload,
+  workloadSpec,
+} from './workload.js';
 
 export interface SimOptions {
   seed: number;
@@ -127,7 +134,7 @@ class Simulation {
       const r = table.get(id);
       return { id: r.id, lat: r.lat, lon: r.lon };
     });
-    this.collections = simCollections(o.regions, SYNC_TIMEOUT_MS);
+    this.collections = simCollections(o.regions, SYNC_TIMEOUT_MS, syncAcksFor(o.seed, o.regions.length));
     for (const c of this.collections) this.specs.set(c.name, c);
     const profile = faultProfile(o.faults);
     this.baseLink = profile.link;

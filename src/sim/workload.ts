@@ -4,7 +4,7 @@
  * Half the sessions carry the version token between operations. Every written value is unique, so
  * a checker can tell exactly which write a read returned.
  */
-import type { CollectionSpec, RegionId } from '../core/types.js';
+import type { CollectionSpec, RegionId, SyncAcks } from '../core/types.js';
 import type { OpKind } from './history.js';
 import type { Prng } from './random.js';
 import { hash32 } from './random.js';
@@ -23,8 +23,19 @@ export function residentRegion(regions: readonly RegionId[]): RegionId {
   return regions.find((r) => r.startsWith('eu-')) ?? regions[0]!;
 }
 
+/** How many acknowledgements the sync collection asks for: majority, all or one, by seed. */
+export function syncAcksFor(seed: number, regions: number): SyncAcks {
+  if (regions < 2) return 'majority';
+  const k = seed % 3;
+  return k === 1 ? 'majority' : k === 2 ? 'all' : 1;
+}
+
 /** The collections of every simulated run: one per policy, a sync one and a resident one. */
-export function simCollections(regions: readonly RegionId[], syncTimeoutMs: number): CollectionSpec[] {
+export function simCollections(
+  regions: readonly RegionId[],
+  syncTimeoutMs: number,
+  syncAcks: SyncAcks = 'majority',
+): CollectionSpec[] {
   const c = SIM_COLLECTIONS;
   return [
     { name: c.lww, policy: 'lww', replication: { mode: 'async' } },
@@ -34,7 +45,7 @@ export function simCollections(regions: readonly RegionId[], syncTimeoutMs: numb
     {
       name: c.sync,
       policy: 'pinned',
-      replication: { mode: 'sync', acks: 'majority', timeoutMs: syncTimeoutMs },
+      replication: { mode: 'sync', acks: syncAcks, timeoutMs: syncTimeoutMs },
     },
     {
       name: c.resident,
