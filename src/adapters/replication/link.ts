@@ -104,11 +104,14 @@ export class PeerLink {
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      this.controller.signal.addEventListener('abort', () => {
+      const signal = this.controller.signal;
+      const done = () => {
         clearTimeout(t);
+        signal.removeEventListener('abort', done);
         resolve();
-      });
+      };
+      const t = setTimeout(done, ms);
+      signal.addEventListener('abort', done);
     });
   }
 

@@ -4,6 +4,7 @@
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { MeridianError } from '../../core/errors.js';
+import { nearestRegion } from '../../core/geo.js';
 import { encodeToken } from '../../core/version.js';
 import type { RegionNodeContext, RegionRouteModule } from './context.js';
 import { registerDocumentRoutes } from './documents.js';
@@ -40,12 +41,22 @@ export async function buildRegionApp(
   // Only JSON bodies: fastify's default text/plain parser would let a string through as a document.
   app.removeContentTypeParser('text/plain');
   app.decorateRequest('sentVersion', undefined);
+  // While draining, requests are pointed at the nearest other region.
+  const here = node.cfg.regions.find((r) => r.id === node.region)!;
+  const drainReplay = nearestRegion(
+    here,
+    node.cfg.regions.filter((r) => r.id !== node.region),
+  )?.id;
   app.decorateRequest('minVersion', undefined);
 
   app.addHook('onRequest', async (req, reply) => {
     if (node.isDraining() && req.url !== '/healthz' && req.url !== '/metrics') {
       reply.header('connection', 'close');
-      throw new MeridianError('unavailable', `${node.region} is draining; retry in another region`);
+      throw new MeridianError(
+        'unavailable',
+        `${node.region} is draining; retry in another region`,
+        drainReplay ? { replayRegion: drainReplay } : {},
+      );
     }
     const { sent, min } = parseVersionHeaders(req.headers);
     req.sentVersion = sent;
