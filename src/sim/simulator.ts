@@ -119,6 +119,7 @@ class Simulation {
   private readonly inflight = new Map<RegionId, Set<OpRecord>>();
   private readonly sessions: SessionState[] = [];
   readonly lagMs = new Map<string, number[]>();
+  private readonly lagByLink = new Map<RegionId, Map<RegionId, number[]>>();
   readonly counts = { conflicts: 0, clockSkew: 0, syncTimeouts: 0, snapshots: 0, clientTimeouts: 0 };
   readonly notes: string[] = [];
   private readonly schedule: TimedFault[];
@@ -577,18 +578,26 @@ class Simulation {
         }
       } else {
         const rec = h.changes.get(c.origin)?.[c.seq - 1];
-        if (rec) {
-          const link = `${c.origin}>${region}`;
-          let a = this.lagMs.get(link);
-          if (!a) {
-            a = [];
-            this.lagMs.set(link, a);
-          }
-          a.push(now - rec.committedAtMs);
-        }
+        if (rec) this.lagSamples(c.origin, region).push(now - rec.committedAtMs);
       }
       if (running) running[c.origin] = c.seq;
     }
+  }
+
+  /** The lag samples of one directed link (origin > receiver), without building a key per change. */
+  private lagSamples(origin: RegionId, region: RegionId): number[] {
+    let byReceiver = this.lagByLink.get(origin);
+    if (!byReceiver) {
+      byReceiver = new Map();
+      this.lagByLink.set(origin, byReceiver);
+    }
+    let a = byReceiver.get(region);
+    if (!a) {
+      a = [];
+      byReceiver.set(region, a);
+      this.lagMs.set(`${origin}>${region}`, a);
+    }
+    return a;
   }
 
   private matchOp(region: RegionId, delta: DocState): OpRecord | undefined {
