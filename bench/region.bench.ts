@@ -2,7 +2,8 @@
  * Region node benchmarks, each against a peer measured in the same run:
  *  (a) local async lww writes on one node (SQLite) vs a plain better-sqlite3 insert loop;
  *  (b) replication lag across three regions behind the WAN emulator vs each link's one-way delay;
- *  (c) sync (majority) write latency vs the round-trip time to the nearest peer.
+ *  (c) sync (majority) write latency vs the round-trip time to the nearest peer;
+ *  (d) the replication hops inside one process, to tell the pipeline's own latency from scheduling.
  * Knobs: BENCH_SECONDS (default 3 for (a), 5 for (b)), BENCH_CONCURRENCY (default 64),
  * BENCH_RATE (writes/s per region, default 1000), BENCH_SYNC_WRITES (default 20).
  */
@@ -288,10 +289,84 @@ async function syncWrites(): Promise<void> {
   }
 }
 
-/** `npm run bench region`; BENCH_ONLY=a,b,c picks parts. */
+/**
+ * (d) Where replication time goes, with the three nodes in this process (no WAN, no process
+ * scheduling): HLC stamp -> commit at the origin -> received by the peer -> committed there.
+ */
+async function lagBreakdown(): Promise<void> {
+  const seconds = SECONDS || 3;
+  process.stdout.write(
+    `\n(d) replication hops, three nodes in one process, loopback, ${RATE} writes/s to us-east-1, ${seconds} s\n`,
+  );
+  const c = await startCluster({ store: 'sqlite', mode: 'inprocess', logLevel: 'silent' });
+  try {
+    const us = c.node('us-east-1')!;
+    const eu = c.node('eu-west-1')!;
+    const wall = (hlc: string) => Number.parseInt(hlc.slice(0, 12), 16);
+    const stampUs = new Map<number, number>();
+    const commitUs = new Map<number, number>();
+    const recvEu = new Map<number, number>();
+    const commitEu = new Map<number, number>();
+    us.core.subscribe((ch) => {
+      const t = Date.now();
+      for (const x of ch) {
+        if (x.origin !== 'us-east-1') continue;
+        commitUs.set(x.seq, t);
+        stampUs.set(x.seq, wall(x.hlc));
+      }
+    });
+    eu.core.subscribe((ch) => {
+      const t = Date.now();
+      for (const x of ch) if (x.origin === 'us-east-1') commitEu.set(x.seq, t);
+    });
+    const apply = eu.core.applyRemote.bind(eu.core);
+    eu.core.applyRemote = (from, ch) => {
+      const t = Date.now();
+      for (const x of ch) if (x.origin === 'us-east-1' && !recvEu.has(x.seq)) recvEu.set(x.seq, t);
+      return apply(from, ch);
+    };
+    await runLoadInWorker({
+      url: c.url('us-east-1'),
+      pathTemplate: '/v1/settings/k{i}',
+      method: 'PUT',
+      bodyTemplate: '{"i":{i}}',
+      durationMs: seconds * 1000,
+      ratePerSec: RATE,
+      connections: 32,
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    const hops: [string, number[]][] = [
+      ['HLC stamp -> commit (origin)', []],
+      ['commit (origin) -> received (peer)', []],
+      ['received -> committed (peer)', []],
+      ['total: HLC stamp -> committed (peer)', []],
+    ];
+    for (const [seq, t] of commitUs) {
+      hops[0]![1].push(t - stampUs.get(seq)!);
+      const r = recvEu.get(seq);
+      const e = commitEu.get(seq);
+      if (r !== undefined) hops[1]![1].push(r - t);
+      if (r !== undefined && e !== undefined) hops[2]![1].push(e - r);
+      if (e !== undefined) hops[3]![1].push(e - stampUs.get(seq)!);
+    }
+    table(
+      'ms per hop (Date.now resolution)',
+      ['hop', 'p50', 'p90', 'p99', 'n'],
+      hops.map(([name, xs]) => {
+        const s = sorted(xs);
+        return [name, percentile(s, 50), percentile(s, 90), percentile(s, 99), xs.length];
+      }),
+    );
+  } finally {
+    await c.stop();
+  }
+}
+
+/** `npm run bench region`; BENCH_ONLY=a,b,c,d picks parts. */
 export async function run(): Promise<void> {
-  const only = (process.env.BENCH_ONLY ?? 'a,b,c').split(',');
+  const only = (process.env.BENCH_ONLY ?? 'a,b,c,d').split(',');
   if (only.includes('a')) await localWrites();
   if (only.includes('b')) await replicationLag();
   if (only.includes('c')) await syncWrites();
+  if (only.includes('d')) await lagBreakdown();
 }
