@@ -6,6 +6,7 @@
  * meridian sim --seed 7 --faults heavy
  * meridian sim --seeds 200 --duration 5s --faults heavy
  */
+import { loadRegionTable } from '../../adapters/region-table.js';
 import type { PlantedBugs } from '../../core/region.js';
 import { ALL_CHECKERS } from '../../sim/checkers/index.js';
 import { FAULT_PROFILES } from '../../sim/faults.js';
@@ -112,6 +113,10 @@ export function parseArgs(argv: string[]): CliOptions {
     }
   }
   if (Object.keys(bugs).length > 0) sim.bugs = bugs;
+  if (sim.regions.length === 0) throw new Error('--regions needs at least one region');
+  if (new Set(sim.regions).size !== sim.regions.length) throw new Error('--regions lists a region twice');
+  const table = loadRegionTable();
+  for (const r of sim.regions) table.get(r); // throws, naming the known regions
   return { sim, seed, seeds, notes };
 }
 
