@@ -108,6 +108,7 @@ describe('replication: compaction, reconnection, snapshots (SQLite)', { timeout:
 describe('replication: relay through a third region when a direct link is cut', { timeout: 120_000 }, () => {
   let c: Cluster;
   let wan: WanEmulator;
+  const metrics = async (r: string) => (await call(c.url(r), 'GET', '/metrics')).text;
   before(async () => {
     wan = new WanEmulator();
     c = await startCluster({
@@ -147,5 +148,36 @@ describe('replication: relay through a third region when a direct link is cut', 
     ).json as { links: Record<string, { connected: boolean }> };
     assert.equal(status.links[AP]!.connected, false, 'the direct stream is down');
     wan.healAll();
+  });
+
+  it('concurrent writes to one key converge everywhere, and the conflict is counted', async () => {
+    wan.split(US, EU, 'partition');
+    // Neither region can see the other's write: the link is cut, and a relay takes seconds to ask for.
+    const [a, b] = await Promise.all([
+      call(c.url(US), 'PUT', '/v1/settings/contested', { body: 'from-us' }),
+      call(c.url(EU), 'PUT', '/v1/settings/contested', { body: 'from-eu' }),
+    ]);
+    assert.deepEqual([a.status, b.status], [200, 200]);
+    wan.healAll();
+    const token = encodeToken({
+      ...decodeToken(a.headers['meridian-version']!),
+      ...decodeToken(b.headers['meridian-version']!),
+    });
+    const values = await Promise.all(
+      [US, EU, AP].map(async (r) => {
+        const g = await call(c.url(r), 'GET', '/v1/settings/contested', {
+          headers: { 'meridian-min-version': token, 'meridian-max-wait-ms': '20000' },
+        });
+        assert.equal(g.status, 200, `${r}: ${g.text}`);
+        return (g.json as { value: string }).value;
+      }),
+    );
+    assert.equal(new Set(values).size, 1, `one winner everywhere: ${values.join(', ')}`);
+    const conflicts = await Promise.all(
+      [US, EU, AP].map(
+        async (r) => metric(await metrics(r), 'meridian_conflicts_total', { collection: 'settings' }) ?? 0,
+      ),
+    );
+    assert.ok(conflicts.reduce((x, y) => x + y, 0) >= 1, `conflicts counted: ${conflicts.join(', ')}`);
   });
 });
