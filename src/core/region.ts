@@ -51,6 +51,12 @@ export interface RegionCoreOptions {
   maxWaitMs?: number;
   /** Mutations committed in one store transaction at most (group commit). */
   maxBatch?: number;
+  /**
+   * Awaited before each group-commit batch is formed. A real node yields to I/O here, so that the
+   * requests that arrived together (and, with a synchronous store, would otherwise each commit
+   * alone) share one transaction. Absent in the simulator: batches form from what is queued.
+   */
+  beforeBatch?: () => Promise<void>;
   bugs?: PlantedBugs;
   onEvent?: (e: RegionEvent) => void;
 }
@@ -207,8 +213,8 @@ interface AckWaiter {
 export class RegionCore {
   readonly region: RegionId;
   readonly hlc: HybridClock;
-  private readonly opts: Required<Omit<RegionCoreOptions, 'bugs' | 'onEvent'>> &
-    Pick<RegionCoreOptions, 'onEvent'>;
+  private readonly opts: Required<Omit<RegionCoreOptions, 'bugs' | 'onEvent' | 'beforeBatch'>> &
+    Pick<RegionCoreOptions, 'onEvent' | 'beforeBatch'>;
   private readonly bugs: PlantedBugs;
   private readonly collections = new Map<string, CollectionSpec>();
   private readonly regionIds: RegionId[];
@@ -611,6 +617,7 @@ export class RegionCore {
     this.draining = true;
     try {
       while (this.queue.length > 0) {
+        if (this.opts.beforeBatch) await this.opts.beforeBatch();
         const batch = this.queue.splice(0, this.opts.maxBatch);
         const tx = new BatchTx(this.opts.store, this.applied);
         for (const m of batch) {
