@@ -247,6 +247,16 @@ function drawLinks() {
   }
 }
 
+/** Saga counts and the accounts' money total, as the first live region node reports them. */
+function sagaSummary() {
+  const r = state.regions.find((x) => x.node === 'up' && x.sagas?.sagas);
+  if (!r) return '–';
+  const { sagas, money } = r.sagas;
+  const extra =
+    sagas.compensated || sagas.stuck ? ` (${sagas.compensated} refunded, ${sagas.stuck} stuck)` : '';
+  return `${sagas.completed} done${extra} · money ${money ? money.total : '–'}`;
+}
+
 function drawSummary() {
   const s = state.stats;
   const up = state.regions.filter((r) => r.node === 'up').length;
@@ -256,6 +266,7 @@ function drawSummary() {
     ['errors/s', fmt(s.errorRps, 2)],
     ['regions up', `${up}/${state.regions.length}`],
     ['GeoDNS', `${state.dns.name} → ${dnsAns}`],
+    ['transfers', sagaSummary()],
     ['uptime', `${Math.round((state.nowMs - state.startedAtMs) / 1000)} s`],
   ]
     .map(([k, v]) => `<span><span class="k">${k}</span><b>${v}</b></span>`)

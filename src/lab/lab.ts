@@ -49,6 +49,7 @@ export interface RegionView {
   skewMs: number;
   conflicts: number | undefined;
   edgeView: unknown;
+  sagas: unknown;
 }
 
 export interface LabState {
@@ -372,6 +373,7 @@ export class Lab {
           skewMs: this.skewMs.get(r.id) ?? 0,
           conflicts: h.conflicts,
           edgeView: h.edgeView,
+          sagas: h.sagas,
         };
       }),
       links: (this.wan?.links() ?? []).map((l) => {

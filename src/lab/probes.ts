@@ -15,6 +15,8 @@ export interface RegionHealth {
   conflicts: number | undefined;
   /** Edge's view of regions (from /edge/status), when it answered. */
   edgeView: unknown;
+  /** The node's saga summary (GET /v1/sagas: counts by status and the accounts' money total). */
+  sagas: unknown;
 }
 
 async function getText(
@@ -71,6 +73,7 @@ export class HealthPoller {
         nodeStatus: undefined,
         conflicts: undefined,
         edgeView: undefined,
+        sagas: undefined,
       });
     }
   }
@@ -104,11 +107,12 @@ export class HealthPoller {
       await Promise.all(
         this.regions.map(async (r) => {
           const s = this.state(r.id);
-          const [node, edge, metrics, view] = await Promise.all([
+          const [node, edge, metrics, view, sagas] = await Promise.all([
             getText(`${r.nodeUrl}/healthz`, 800),
             getText(`${r.edgeUrl}/healthz`, 800),
             scrape ? getText(`${r.nodeUrl}/metrics`, 800) : Promise.resolve(undefined),
             scrape ? getText(`${r.edgeUrl}/edge/status`, 800) : Promise.resolve(undefined),
+            scrape ? getText(`${r.nodeUrl}/v1/sagas`, 800) : Promise.resolve(undefined),
           ]);
           const nodeH: Health = node?.status === 200 ? 'up' : 'down';
           const edgeH: Health = edge?.status === 200 ? 'up' : 'down';
@@ -120,6 +124,13 @@ export class HealthPoller {
             }
           } else s.nodeStatus = undefined;
           if (metrics?.status === 200) s.conflicts = conflictsFromMetrics(metrics.text) ?? s.conflicts;
+          if (sagas?.status === 200) {
+            try {
+              s.sagas = JSON.parse(sagas.text);
+            } catch {
+              // keep the last summary
+            }
+          }
           if (view?.status === 200) {
             try {
               s.edgeView = JSON.parse(view.text);
