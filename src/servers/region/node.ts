@@ -27,8 +27,9 @@ import type { RegionId } from '../../core/types.js';
 import { seqOf, type VersionVector } from '../../core/version.js';
 import { buildRegionApp } from './app.js';
 import type { MutationHook, RegionNodeContext, RegionRouteModule } from './context.js';
-import { GroupCommitStore } from './group-commit.js';
 import { defaultMutationHooks, defaultRouteModules } from './modules.js';
+
+const yieldToIo = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 export interface RegionNodeOptions {
   cfg: MeridianConfig;
@@ -86,7 +87,7 @@ export class RegionNode implements RegionNodeContext {
       createLogger({ level: o.logLevel, bindings: { region: o.region, component: 'region-node' } });
     const peers = o.cfg.regions.map((r) => r.id).filter((r) => r !== o.region);
     const metrics = new RegionMetrics({ region: o.region, peers });
-    const store = new GroupCommitStore(o.store ?? (await openStore(o.cfg, o.region)));
+    const store = o.store ?? (await openStore(o.cfg, o.region));
     let node: RegionNode | undefined;
     const core = await RegionCore.open({
       region: o.region,
@@ -98,6 +99,10 @@ export class RegionNode implements RegionNodeContext {
       maxOffsetMs: o.cfg.node.maxOffsetMs,
       syncTimeoutMs: o.cfg.node.syncTimeoutMs,
       maxWaitMs: o.cfg.node.maxWaitMs,
+      // better-sqlite3 commits without yielding: without this, the commit loop would run inside the
+      // request that started it and every write would commit alone. Yielding to I/O first lets the
+      // requests that arrived together share one transaction.
+      beforeBatch: yieldToIo,
       onEvent: (e) => node?.onCoreEvent(e),
     });
     node = new RegionNode(
