@@ -68,11 +68,14 @@ export async function run(argv: string[]): Promise<number> {
   log(`meridian lab: ${regions.join(', ')} (store ${store}, folder ${dir})`);
 
   let lab: Lab | undefined;
+  let starting: Promise<Lab> | undefined;
   let stopping: Promise<number> | undefined;
   const stop = (why: string): Promise<number> => {
     stopping ??= (async () => {
       log(`\n${why}: stopping the lab...`);
-      const left = lab ? await lab.stop() : [];
+      // A signal during start-up waits for the start to finish (or fail), then stops what it started.
+      const l = lab ?? (await starting?.catch(() => undefined));
+      const left = l ? await l.stop() : [];
       if (left.length > 0) {
         process.stderr.write(`processes still alive after stop: ${left.join(', ')}\n`);
         return 1;
@@ -96,7 +99,7 @@ export async function run(argv: string[]): Promise<number> {
   process.on('exit', () => lab?.killChildrenNow());
 
   try {
-    lab = await Lab.start({
+    starting = Lab.start({
       dir,
       regions,
       store,
@@ -105,9 +108,10 @@ export async function run(argv: string[]): Promise<number> {
       api: true,
       log,
     });
+    lab = await starting;
   } catch (e) {
     process.stderr.write(`meridian up: ${(e as Error).message}\n`);
-    return 1;
+    return stopping ?? 1;
   }
   if (stopping) return stopping;
   log(`\nThe lab is up:\n${lab.endpointTable()}\n`);
