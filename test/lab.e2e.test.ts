@@ -244,6 +244,13 @@ describe('the lab (npm start)', { timeout: 240_000 }, () => {
       await waitFor('traffic served by the victim on the page', 30_000, async () =>
         Number(await attr('data-served-rps')) > 0 ? true : undefined,
       );
+      // Let the page gather a little history first (lag on every link, a few seconds of charts), so
+      // the screenshot tells the story.
+      await waitFor('replication lag on every link', 30_000, async () => {
+        const cells = await page.locator('#links tbody tr td:nth-child(3)').allTextContents();
+        return cells.length === plan.links.length && cells.every((c) => /\d/.test(c)) ? true : undefined;
+      });
+      await page.waitForTimeout(6000);
       await page.getByTestId(`kill-${victim}`).click();
       await waitFor('the page to show the node down', 15_000, async () =>
         (await attr('data-node')) === 'down' ? true : undefined,

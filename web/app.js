@@ -286,7 +286,12 @@ function initCharts() {
     height: 170,
     series,
     axes: [
-      { stroke: '#8593aa', grid: { stroke: '#1f2a3e' } },
+      {
+        stroke: '#8593aa',
+        grid: { stroke: '#1f2a3e' },
+        space: 70,
+        values: (_u, vals) => vals.map((v) => new Date(v * 1000).toLocaleTimeString([], { hour12: false })),
+      },
       { stroke: '#8593aa', grid: { stroke: '#1f2a3e' }, label: title },
     ],
     legend: { live: false },

@@ -256,6 +256,14 @@ export class TrafficGenerator {
           status: res.statusCode,
           latencyMs: Date.now() - started,
         });
+        // A user who just found it has no account opens one at once (then transfers on later turns).
+        if (opName === 'transfer' && u.account === 'missing') {
+          await this.send(u, 'transfer', {
+            method: 'PUT',
+            path: `/v1/accounts/acct-${u.id}`,
+            body: { balance: 1000 },
+          });
+        }
         return;
       } catch {
         this.avoid.set(edge.id, Date.now() + 3000);
