@@ -63,6 +63,11 @@ export interface LocalChange extends ChangeRef {
   committedAtMs: number;
   /** Set changes: the version the origin had applied when it made this change (its causal past). */
   causalPast?: VersionVector;
+  /**
+   * When a snapshot was merged in the same group commit, where in the batch is unknown: the causal
+   * past is then at least `causalPast` and at most this.
+   */
+  causalPastMax?: VersionVector;
   op?: number;
 }
 

@@ -568,6 +568,8 @@ class Simulation {
           if (delta.t === 'set') {
             running ??= runningVersion(before, batch, c);
             rec.causalPast = { ...running };
+            // A snapshot merged in this batch moved the version without a change: bound it from above.
+            if (snapshotInBatch(before, batch)) rec.causalPastMax = mergeVersions(running, batch.applied);
           }
           const op = this.matchOp(region, delta);
           if (op) {
@@ -612,6 +614,13 @@ class Simulation {
     }
     return op;
   }
+}
+
+/** Whether the batch's version moved further than its changes explain (a snapshot merged in it). */
+function snapshotInBatch(before: VersionVector, batch: CommitBatch): boolean {
+  const v: Record<RegionId, number> = { ...before };
+  for (const x of batch.changes) v[x.origin] = x.seq;
+  return !versionsEqual(v, batch.applied);
 }
 
 /** The version just before `c` within the batch: what was applied before the batch plus earlier changes. */

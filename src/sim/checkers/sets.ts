@@ -15,19 +15,22 @@ interface SetOp {
   members: string[];
 }
 
-/** The members a sequence of set operations must leave, by the add-wins specification. */
-export function expectedMembers(ops: readonly SetOp[]): string[] {
+/**
+ * The members a sequence of set operations must leave, by the add-wins specification. `bound`
+ * picks each remove's causal past: the exact one, or its upper bound where a snapshot merged in the
+ * same commit leaves it uncertain (a larger past observes more adds, so it leaves fewer members).
+ */
+export function expectedMembers(ops: readonly SetOp[], bound: 'exact' | 'max' = 'exact'): string[] {
   const adds = ops.filter((o) => o.kind === 'add');
   const removes = ops.filter((o) => o.kind !== 'add');
   const out = new Set<string>();
   for (const a of adds) {
     for (const m of a.members) {
       if (out.has(m)) continue;
-      const killed = removes.some(
-        (r) =>
-          (r.kind === 'clear' || r.members.includes(m)) &&
-          a.change.seq <= seqOf(r.change.causalPast ?? {}, a.change.origin),
-      );
+      const killed = removes.some((r) => {
+        const past = (bound === 'max' ? r.change.causalPastMax : undefined) ?? r.change.causalPast ?? {};
+        return (r.kind === 'clear' || r.members.includes(m)) && a.change.seq <= seqOf(past, a.change.origin);
+      });
       if (!killed) out.add(m);
     }
   }
@@ -67,11 +70,17 @@ export const sets: Checker = {
     for (const id of [...ids].sort()) {
       const ops = byKey.get(id) ?? [];
       const want = expectedMembers(ops);
+      // Uncertain causal pasts (rare): any outcome between the two bounds is allowed.
+      const atLeast = ops.some((o) => o.change.causalPastMax) ? expectedMembers(ops, 'max') : want;
       const [collection, key] = splitDocId(id);
       for (const f of h.final) {
         const st = f.docs.get(id)?.state;
         const got = st?.t === 'set' ? setMembers(st) : [];
-        if (got.join(',') !== want.join(',')) {
+        const ok =
+          atLeast === want
+            ? got.join(',') === want.join(',')
+            : atLeast.every((m) => got.includes(m)) && got.every((m) => want.includes(m));
+        if (!ok) {
           out.push({
             checker: 'sets',
             message: `${collection}/${key} in ${f.region} holds [${got.join(', ')}]; add-wins over its ${ops.length} operations gives [${want.join(', ')}]`,
