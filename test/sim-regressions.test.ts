@@ -1,0 +1,32 @@
+/**
+ * Seeds that once failed, kept as regression tests: each names what it found.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { DEFAULT_SIM, replayCommand, type SimOptions, simulate } from '../src/sim/index.js';
+
+const seeds: { found: string; options: Partial<SimOptions> & { seed: number } }[] = [
+  {
+    found: 'core: a region that applied a snapshot left a log gap; a peer behind it never converged',
+    options: { seed: 208, durationMs: 40_000, faults: 'heavy', opsPerSec: 300 },
+  },
+  {
+    found:
+      'sets checker: a snapshot merged in the same commit as a remove made its causal past look too small',
+    options: { seed: 9205, durationMs: 30_000, faults: 'chaos', opsPerSec: 400, workload: 'sets' },
+  },
+];
+
+describe('regression seeds', () => {
+  for (const s of seeds) {
+    it(`seed ${s.options.seed}: ${s.found}`, async () => {
+      const o = { ...DEFAULT_SIM, ...s.options } as SimOptions;
+      const r = await simulate(o);
+      assert.deepEqual(
+        r.violations.map((v) => `${v.checker}: ${v.message}`),
+        [],
+        `replay: ${replayCommand(o)}`,
+      );
+    });
+  }
+});
