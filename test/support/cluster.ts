@@ -106,6 +106,12 @@ interface Member {
 
 const OUTPUT_LINES = 200;
 
+/** Children still running, killed if the test process exits without stopping its clusters. */
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const ch of live) ch.kill('SIGKILL');
+});
+
 /** Whether `host:port` can be bound right now. */
 function canBind(a: HostPort): Promise<boolean> {
   return new Promise((resolve) => {
@@ -254,7 +260,13 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
     m.child = child;
-    m.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    live.add(child);
+    m.exited = new Promise((resolve) =>
+      child.once('exit', () => {
+        live.delete(child);
+        resolve();
+      }),
+    );
     try {
       await waitHealthy(urls[m.id]!, readyTimeoutMs, () => isRunning(m));
     } catch (e) {
