@@ -265,7 +265,7 @@ function drawSummary() {
     ['requests/s', fmt(s.totalRps, 1)],
     ['errors/s', fmt(s.errorRps, 2)],
     ['regions up', `${up}/${state.regions.length}`],
-    ['GeoDNS', `${state.dns.name} → ${dnsAns}`],
+    ['GeoDNS app →', dnsAns],
     ['transfers', sagaSummary()],
     ['uptime', `${Math.round((state.nowMs - state.startedAtMs) / 1000)} s`],
   ]
