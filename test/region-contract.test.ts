@@ -104,6 +104,13 @@ for (const store of STORES) {
         headers: { 'meridian-min-version': rm.headers['meridian-version']! },
       });
       assert.deepEqual((g.json as { value: string[] }).value, ['alpha', 'zeta']);
+      // DELETE empties a set; a counter cannot be deleted.
+      const cleared = await call(at(US), 'DELETE', '/v1/tags/doc1');
+      assert.equal(cleared.status, 200);
+      assert.deepEqual((cleared.json as { value: string[] }).value, []);
+      const noDelete = await call(at(US), 'DELETE', '/v1/likes/post1');
+      assert.equal(noDelete.status, 405);
+      assert.equal(errorCode(noDelete), 'wrong_policy');
     });
 
     it('Meridian-Version on every answer is merged with the token sent', async (t) => {
