@@ -2,7 +2,7 @@
 import { holders } from '../../core/collection.js';
 import { versionsEqual } from '../../core/version.js';
 import type { History, Violation } from '../history.js';
-import { type Checker, MAX_VIOLATIONS_PER_CHECKER, splitDocId, stableJson } from './types.js';
+import { type Checker, MAX_VIOLATIONS_PER_CHECKER, sameJson, splitDocId, stableJson } from './types.js';
 
 export const convergence: Checker = {
   name: 'convergence',
@@ -38,10 +38,14 @@ export const convergence: Checker = {
         for (const id of f.docs.keys()) if (id.startsWith(`${spec.name}\u0000`)) ids.add(id);
       for (const id of [...ids].sort()) {
         const docs = regions.map((f) => f.docs.get(id));
-        // Stored records are shared, immutable objects: the same object is the same state.
-        if (docs.every((d) => d === docs[0])) continue;
-        const states = docs.map((d) => (d ? stableJson({ state: d.state, version: d.version }) : 'absent'));
-        if (states.some((s) => s !== states[0])) {
+        const first = docs[0];
+        const same = docs.every(
+          (d) =>
+            d === first ||
+            (d && first && sameJson(d.state, first.state) && sameJson(d.version, first.version)),
+        );
+        if (!same) {
+          const states = docs.map((d) => (d ? stableJson({ state: d.state, version: d.version }) : 'absent'));
           const [collection, key] = splitDocId(id);
           out.push({
             checker: 'convergence',

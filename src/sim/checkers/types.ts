@@ -16,6 +16,29 @@ export function stableJson(v: unknown): string {
   return `{${keys.map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`).join(',')}}`;
 }
 
+/** Structural equality of JSON-like values (key order ignored), without building strings. */
+export function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameJson(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) {
+    if (
+      !Object.hasOwn(b, k) ||
+      !sameJson((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])
+    ) {
+      return false;
+    }
+  }
+  return true;
+}
+
 /** LWW order of register writes: HLC, then origin region id (as crdt.ts regWins). */
 export function regOrder(a: { hlc: string; origin: string }, b: { hlc: string; origin: string }): number {
   if (a.hlc !== b.hlc) return a.hlc < b.hlc ? -1 : 1;
