@@ -4,6 +4,7 @@
  * loaded only when called, so `meridian sim` does not load the servers.
  */
 import { pathToFileURL } from 'node:url';
+import { UsageError } from './args.js';
 
 type CommandModule = { run(argv: string[]): Promise<number> };
 
@@ -52,7 +53,13 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`meridian: command '${name}' is not available: ${(e as Error).message}\n`);
     return 2;
   }
-  return mod.run(rest);
+  try {
+    return await mod.run(rest);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    process.stderr.write(`meridian ${name}: ${e.message}\n${e.usage}`);
+    return 2;
+  }
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

@@ -1,9 +1,9 @@
 /** `meridian edge --config FILE --edge ID`: runs the edge router of region ID until SIGINT/SIGTERM. */
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../../adapters/config.js';
 import { openGeoIp } from '../../adapters/geoip.js';
 import { startEdge } from '../../servers/edge/index.js';
+import { commandArgs, intOption } from '../args.js';
 
 const USAGE = 'usage: meridian edge --config FILE --edge REGION_ID [--port N]\n';
 
@@ -12,41 +12,24 @@ const USAGE = 'usage: meridian edge --config FILE --edge REGION_ID [--port N]\n'
  * meridian edge --config lab.yaml --edge eu-west-1
  */
 export async function run(argv: string[]): Promise<number> {
-  let values: { config?: string; edge?: string; port?: string; help?: boolean };
+  const values = commandArgs(
+    argv,
+    { config: { type: 'string', short: 'c' }, edge: { type: 'string' }, port: { type: 'string' } },
+    USAGE,
+    ['config', 'edge'],
+  );
+  if (!values) return 0;
+  const edgeId = values.edge!;
+  const port = intOption(values.port, 'port', 0, 65535, USAGE);
+  const logger = pino({ name: `edge/${edgeId}` });
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string', short: 'c' },
-        edge: { type: 'string' },
-        port: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (e) {
-    process.stderr.write(`meridian edge: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  if (!values.config || !values.edge) {
-    process.stderr.write(`meridian edge: --config and --edge are required\n${USAGE}`);
-    return 2;
-  }
-  const logger = pino({ name: `edge/${values.edge}` });
-  try {
-    const config = loadConfig(values.config);
-    const self = config.regions.find((r) => r.id === values.edge);
-    const listen =
-      values.port !== undefined && self?.edge
-        ? { host: self.edge.listen.host, port: Number(values.port) }
-        : undefined;
+    const config = loadConfig(values.config!);
+    const self = config.regions.find((r) => r.id === edgeId);
+    const listen = port !== undefined && self?.edge ? { host: self.edge.listen.host, port } : undefined;
     const geoIp = await openGeoIp(config.geoip);
     const edge = await startEdge({
       config,
-      edgeId: values.edge,
+      edgeId,
       geoIp,
       logger,
       ...(listen ? { listen } : {}),

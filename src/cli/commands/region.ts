@@ -1,8 +1,8 @@
 /** `meridian region --config FILE --region ID`: runs one region node until SIGTERM/SIGINT, then drains. */
-import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../../adapters/config.js';
 import type { LogLevel } from '../../adapters/logger.js';
 import { RegionNode } from '../../servers/region/node.js';
+import { commandArgs, intOption } from '../args.js';
 
 const USAGE = `usage: meridian region --config FILE --region ID [options]
 
@@ -16,36 +16,37 @@ const USAGE = `usage: meridian region --config FILE --region ID [options]
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  let args: ReturnType<typeof parse>;
-  try {
-    args = parse(argv);
-  } catch (e) {
-    process.stderr.write(`meridian region: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  const v = args.values;
-  if (v.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  if (!v.config || !v.region) {
-    process.stderr.write(`meridian region: --config and --region are required\n\n${USAGE}`);
-    return 2;
-  }
+  const v = commandArgs(
+    argv,
+    {
+      config: { type: 'string' },
+      region: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'log-level': { type: 'string' },
+      'drain-ms': { type: 'string' },
+      'clock-skew-ms': { type: 'string' },
+    },
+    USAGE,
+    ['config', 'region'],
+  );
+  if (!v) return 0;
+  const port = intOption(v.port, 'port', 0, 65535, USAGE);
+  const graceMs = intOption(v['drain-ms'], 'drain-ms', 0, 3_600_000, USAGE) ?? 0;
   let node: RegionNode;
   try {
-    const cfg = loadConfig(v.config);
+    const cfg = loadConfig(v.config!);
     const rc = cfg.regions.find((r) => r.id === v.region);
     const listen =
-      rc && (v.host || v.port)
-        ? { host: v.host ?? rc.node.listen.host, port: v.port ? Number(v.port) : rc.node.listen.port }
+      rc && (v.host !== undefined || port !== undefined)
+        ? { host: v.host ?? rc.node.listen.host, port: port ?? rc.node.listen.port }
         : undefined;
     const skewMs = Number(v['clock-skew-ms'] ?? process.env.MERIDIAN_CLOCK_SKEW_MS ?? 0);
     if (!Number.isFinite(skewMs))
       throw new ConfigError(['--clock-skew-ms: must be a number of milliseconds'], 'arguments');
     node = await RegionNode.start({
       cfg,
-      region: v.region,
+      region: v.region!,
       listen,
       logLevel: v['log-level'] as LogLevel | undefined,
       // A skewed clock for chaos experiments: HLCs and conflict resolution see this offset.
@@ -58,7 +59,6 @@ export async function run(argv: string[]): Promise<number> {
     }
     throw e;
   }
-  const graceMs = v['drain-ms'] ? Number(v['drain-ms']) : 0;
   return new Promise<number>((resolve) => {
     const stop = (signal: string) => {
       node.log.info({ signal }, 'signal received');
@@ -76,22 +76,5 @@ export async function run(argv: string[]): Promise<number> {
     // Nothing should be left running; if something is, do not hang the supervisor.
     setTimeout(() => process.exit(code), 2000).unref();
     return code;
-  });
-}
-
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    options: {
-      config: { type: 'string' },
-      region: { type: 'string' },
-      host: { type: 'string' },
-      port: { type: 'string' },
-      'log-level': { type: 'string' },
-      'drain-ms': { type: 'string' },
-      'clock-skew-ms': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    strict: true,
   });
 }

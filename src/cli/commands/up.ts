@@ -3,10 +3,10 @@
  * until Ctrl-C or SIGTERM, then stops every process it started.
  */
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { Lab } from '../../lab/lab.js';
 import type { LabStoreKind } from '../../lab/lab-config.js';
 import { parseRegionList } from '../../lab/plan.js';
+import { commandArgs } from '../args.js';
 
 const USAGE = `usage: meridian up [--regions a,b,c] [--store sqlite|postgres|memory] [--no-traffic] [--rate N] [--dir .meridian]
   --regions   2 to 10 regions of data/aws-regions.json (default us-east-1,eu-west-1,ap-northeast-1)
@@ -18,34 +18,18 @@ const USAGE = `usage: meridian up [--regions a,b,c] [--store sqlite|postgres|mem
 
 /** @example await run(['--regions', 'us-east-1,eu-west-1', '--no-traffic']) */
 export async function run(argv: string[]): Promise<number> {
-  let values: {
-    regions?: string;
-    store?: string;
-    'no-traffic'?: boolean;
-    rate?: string;
-    dir?: string;
-    help?: boolean;
-  };
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        regions: { type: 'string' },
-        store: { type: 'string' },
-        'no-traffic': { type: 'boolean' },
-        rate: { type: 'string' },
-        dir: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (e) {
-    process.stderr.write(`meridian up: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const values = commandArgs(
+    argv,
+    {
+      regions: { type: 'string' },
+      store: { type: 'string' },
+      'no-traffic': { type: 'boolean' },
+      rate: { type: 'string' },
+      dir: { type: 'string' },
+    },
+    USAGE,
+  );
+  if (!values) return 0;
   const store = (values.store ?? 'sqlite') as LabStoreKind;
   if (!['sqlite', 'postgres', 'memory'].includes(store)) {
     process.stderr.write(`meridian up: --store must be sqlite, postgres or memory\n${USAGE}`);
