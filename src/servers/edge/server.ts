@@ -33,7 +33,7 @@ import {
   validToken,
 } from '../../core/routing/index.js';
 import type { RegionId } from '../../core/types.js';
-import { type Cancel, forward, type UpstreamAnswer } from './forward.js';
+import type { Cancel, UpstreamAnswer } from './h1pool.js';
 import { createHttp1Server, type Http1Request, type Http1Response } from './http1.js';
 import { edgeMetrics } from './metrics.js';
 import { startProber } from './prober.js';
@@ -295,7 +295,7 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
       let outcome: UpstreamOutcome;
       try {
         if (cancel) inFlight.get(region)!.add(cancel);
-        up = await forward(u.pool, { method, path, headers, body }, cancel);
+        up = await u.pool.request({ method, path, headers, body }, cancel);
         outcome = {
           kind: 'answer',
           status: up.status,
@@ -303,9 +303,9 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
         };
       } catch (e) {
         const err = e as Error & { code?: string };
-        // undici refusing the request itself (a header it will not send) is the client's problem,
+        // A request the pool refuses to send (a header it will not write) is the client's problem,
         // not the region's: no ejection, no retry.
-        if (err.code === 'UND_ERR_INVALID_ARG')
+        if (err.code === 'UPSTREAM_INVALID_HEADER')
           throw new MeridianError('bad_request', `cannot forward: ${err.message}`);
         outcome = { kind: 'error', reason: err.code ?? err.message };
       } finally {

@@ -1,11 +1,12 @@
 /**
- * Keep-alive connection pools to every region node, one undici Pool per region for traffic and a
- * small Pool per region for probes (so a probe never queues behind busy traffic and its
- * RTT measures the network, not the pool).
+ * Keep-alive connection pools to every region node: an H1Pool (raw sockets, h1pool.ts) per region
+ * for traffic and a small undici Pool per region for probes (so a probe never queues behind busy
+ * traffic and its RTT measures the network, not the pool; probes are off the hot path).
  */
 import { Pool } from 'undici';
 import { type MeridianConfig, nodeUrlFrom } from '../../adapters/config.js';
 import type { RegionId } from '../../core/types.js';
+import { H1Pool } from './h1pool.js';
 
 export interface UpstreamOptions {
   /** Most connections the edge keeps open to one region. */
@@ -27,7 +28,7 @@ export const DEFAULT_UPSTREAM: UpstreamOptions = {
 export interface Upstream {
   region: RegionId;
   url: string;
-  pool: Pool;
+  pool: H1Pool;
   probe: Pool;
 }
 
@@ -46,13 +47,7 @@ export function openUpstreams(
     out.set(r.id, {
       region: r.id,
       url,
-      pool: new Pool(url, {
-        connections: o.connections,
-        pipelining: 1,
-        keepAliveTimeout: o.keepAliveTimeoutMs,
-        headersTimeout: o.headersTimeoutMs,
-        bodyTimeout: o.bodyTimeoutMs,
-      }),
+      pool: new H1Pool(url, o),
       probe: new Pool(url, {
         connections: probeConnections,
         pipelining: 1,
