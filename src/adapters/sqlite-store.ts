@@ -1,6 +1,8 @@
 /** The embedded region store: one SQLite file per region (better-sqlite3, WAL), every batch in one transaction. */
 import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { Change, ChangePayload } from '../core/change.js';
 import type { DocState } from '../core/crdt.js';
@@ -21,7 +23,34 @@ export interface SqliteStoreOptions {
   synchronous?: SqliteSynchronous;
   /** Page cache size in KiB (default 64 MiB). */
   cacheKiB?: number;
+  /**
+   * How often the background checkpointer copies the WAL into the database (default 250 ms).
+   * It starts after `checkpointAfterCommits` commits (default 200), so short-lived stores never spawn it;
+   * 0 keeps SQLite's automatic checkpoint inside the commit instead (no thread; for comparison).
+   */
+  checkpointIntervalMs?: number;
+  checkpointAfterCommits?: number;
 }
+
+/**
+ * The checkpointer: a worker thread with its own connection running PASSIVE checkpoints. SQLite's
+ * automatic checkpoint runs inside the commit that crosses 1,000 WAL pages, on the event loop,
+ * and fsyncs: measured 4-7 ms stalls every few hundred commits (p999 of a commit 4.4 ms with it,
+ * 1.2 ms without), which every request in flight waits for. A PASSIVE checkpoint from another
+ * connection never blocks the writer. Plain JavaScript, so the worker needs no TypeScript loader.
+ */
+const CHECKPOINTER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const db = new Database(workerData.path);
+db.pragma('busy_timeout = 5000');
+const timer = setInterval(() => {
+  try { db.pragma('wal_checkpoint(PASSIVE)'); } catch {}
+}, workerData.intervalMs);
+parentPort.on('message', () => { clearInterval(timer); db.close(); process.exit(0); });
+`;
+
+const driverPath = createRequire(import.meta.url).resolve('better-sqlite3');
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS docs (
@@ -168,8 +197,15 @@ export class SqliteStore implements RegionStore {
   private readonly commitTx: (batch: CommitBatch) => void;
   private readonly truncateTx: (upTo: VersionVector) => void;
   private readonly snapshotTx: Database.Transaction<() => Snapshot>;
+  private readonly path: string;
+  private readonly checkpointIntervalMs: number;
+  private commitsBeforeCheckpointer: number;
+  private checkpointer: Worker | undefined;
 
   private constructor(options: SqliteStoreOptions) {
+    this.path = options.path;
+    this.checkpointIntervalMs = options.checkpointIntervalMs ?? 250;
+    this.commitsBeforeCheckpointer = options.checkpointAfterCommits ?? 200;
     mkdirSync(dirname(options.path), { recursive: true });
     const db = new Database(options.path);
     this.db = db;
@@ -177,6 +213,8 @@ export class SqliteStore implements RegionStore {
     db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
     db.pragma(`cache_size = -${options.cacheKiB ?? 65536}`);
     db.pragma('busy_timeout = 5000');
+    // Checkpoints run in the checkpointer thread, never inside a commit (see CHECKPOINTER).
+    if (this.commitsBeforeCheckpointer > 0) db.pragma('wal_autocheckpoint = 0');
     db.exec(SCHEMA);
     this.q = prepareStatements(db);
 
@@ -231,6 +269,21 @@ export class SqliteStore implements RegionStore {
 
   async commit(batch: CommitBatch): Promise<void> {
     this.commitTx(batch);
+    if (this.commitsBeforeCheckpointer > 0 && --this.commitsBeforeCheckpointer === 0)
+      this.startCheckpointer();
+  }
+
+  private startCheckpointer(): void {
+    const w = new Worker(CHECKPOINTER, {
+      eval: true,
+      workerData: { driver: driverPath, path: this.path, intervalMs: this.checkpointIntervalMs },
+    });
+    // If the thread dies, SQLite's own automatic checkpoint takes over again.
+    w.once('error', () => {
+      if (this.db.open) this.db.pragma('wal_autocheckpoint = 1000');
+    });
+    w.unref();
+    this.checkpointer = w;
   }
 
   async readLog(have: VersionVector, limit: number): Promise<Change[]> {
@@ -267,6 +320,15 @@ export class SqliteStore implements RegionStore {
   }
 
   async close(): Promise<void> {
+    const w = this.checkpointer;
+    this.checkpointer = undefined;
+    this.commitsBeforeCheckpointer = 0;
+    if (w) {
+      const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+      w.postMessage('close');
+      await exited;
+    }
+    // The last connection to close checkpoints the WAL into the database file.
     if (this.db.open) this.db.close();
   }
 }
