@@ -228,13 +228,17 @@ async function duplicateWindow(): Promise<void> {
   process.stdout.write(`${formatWindowTable(rows)}\n`);
 }
 
+/** `npm run bench sagas`; BENCH_ONLY=1,2,3 picks parts. */
 export async function run(): Promise<void> {
-  await idempotencyOverhead('sqlite');
-  await idempotencyOverhead('memory');
-  const load = (await import('node:os')).loadavg()[0]!;
-  process.stdout.write(
-    `   (1-minute load average during the run: ${load.toFixed(1)} on ${(await import('node:os')).cpus().length} cores)\n`,
-  );
-  await crossRegionTransfer();
-  await duplicateWindow();
+  const only = (process.env.BENCH_ONLY ?? '1,2,3').split(',');
+  if (only.includes('1')) {
+    await idempotencyOverhead('sqlite');
+    await idempotencyOverhead('memory');
+    const load = (await import('node:os')).loadavg()[0]!;
+    process.stdout.write(
+      `   (1-minute load average during the run: ${load.toFixed(1)} on ${(await import('node:os')).cpus().length} cores)\n`,
+    );
+  }
+  if (only.includes('2')) await crossRegionTransfer();
+  if (only.includes('3')) await duplicateWindow();
 }
