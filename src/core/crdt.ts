@@ -57,11 +57,38 @@ export function mergeReg(a: RegState, b: RegState): MergeResult<RegState> {
 }
 
 function maxRecord(a: Record<RegionId, number>, b: Record<RegionId, number>): Record<RegionId, number> {
-  const out: Record<RegionId, number> = {};
-  for (const k of [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()) {
-    out[k] = Math.max(a[k] ?? 0, b[k] ?? 0);
+  // The common cases merge a delta over origins the state already has: a duplicate or older one
+  // changes nothing (keep the state's own object, states are never mutated), a newer one only
+  // raises values, so the state's (sorted) key order serves without sorting again.
+  let covered = true;
+  let sameKeys = true;
+  for (const k in b) {
+    if (!Object.hasOwn(b, k)) continue;
+    if (!Object.hasOwn(a, k)) sameKeys = false;
+    else if (!(b[k]! <= a[k]!)) covered = false;
   }
+  if (sameKeys && sortedKeys(a)) {
+    if (covered) return a;
+    const out: Record<RegionId, number> = {};
+    for (const k in a) if (Object.hasOwn(a, k)) out[k] = Math.max(a[k]!, Object.hasOwn(b, k) ? b[k]! : 0);
+    return out;
+  }
+  const keys = Object.keys(a);
+  for (const k of Object.keys(b)) if (!Object.hasOwn(a, k)) keys.push(k);
+  keys.sort();
+  const out: Record<RegionId, number> = {};
+  for (const k of keys) out[k] = Math.max(a[k] ?? 0, b[k] ?? 0);
   return out;
+}
+
+/** Whether an object's own keys are in sorted order (merged states keep them sorted). */
+function sortedKeys(o: object): boolean {
+  let prev: string | undefined;
+  for (const k in o) {
+    if (prev !== undefined && !(prev < k)) return false;
+    prev = k;
+  }
+  return true;
 }
 
 export function mergeCounter(a: CounterState, b: CounterState): MergeResult<CounterState> {
@@ -75,19 +102,85 @@ export function counterValue(s: CounterState): number {
   return v;
 }
 
-function sortedUnion(a: readonly string[], b: readonly string[]): string[] {
-  return [...new Set([...a, ...b])].sort();
+/**
+ * Union of two sorted tag lists, sorted and without duplicates, in one linear pass. Returns one of
+ * its inputs unchanged when that input already holds the union (the common case of merging a
+ * small delta into a state), so no array is built.
+ */
+function sortedUnion(a: readonly string[], b: readonly string[]): readonly string[] {
+  if (b.length === 0 && isStrictlySorted(a)) return a;
+  if (a.length === 0 && isStrictlySorted(b)) return b;
+  const out: string[] = [];
+  let i = 0;
+  let j = 0;
+  let last: string | undefined;
+  while (i < a.length || j < b.length) {
+    let x: string;
+    if (j >= b.length || (i < a.length && a[i]! <= b[j]!)) x = a[i++]!;
+    else x = b[j++]!;
+    if (x !== last) {
+      out.push(x);
+      last = x;
+    }
+  }
+  if (out.length === a.length && isStrictlySorted(a)) return a;
+  if (out.length === b.length && isStrictlySorted(b)) return b;
+  return out;
 }
 
-export function mergeSet(a: SetState, b: SetState): MergeResult<SetState> {
-  const removed = sortedUnion(a.removed, b.removed);
-  const gone = new Set(removed);
-  const adds: Record<string, string[]> = {};
-  for (const m of [...new Set([...Object.keys(a.adds), ...Object.keys(b.adds)])].sort()) {
-    const tags = sortedUnion(a.adds[m] ?? [], b.adds[m] ?? []).filter((t) => !gone.has(t));
-    if (tags.length > 0) adds[m] = tags;
+/** Sorted without duplicates: the invariant of every tag list a state holds. */
+function isStrictlySorted(a: readonly string[]): boolean {
+  for (let i = 1; i < a.length; i++) if (!(a[i - 1]! < a[i]!)) return false;
+  return true;
+}
+
+/** Binary search in a sorted list. */
+function hasSorted(a: readonly string[], x: string): boolean {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const v = a[mid]!;
+    if (v === x) return true;
+    if (v < x) lo = mid + 1;
+    else hi = mid;
   }
-  return { state: { t: 'set', adds, removed }, conflict: false };
+  return false;
+}
+
+/**
+ * Both inputs hold sorted tag lists (SetState's invariant), so unions are linear merges, removed
+ * tags are found by binary search, and unchanged lists and maps are shared with the inputs.
+ */
+export function mergeSet(a: SetState, b: SetState): MergeResult<SetState> {
+  if (a === b) return { state: a, conflict: false };
+  const removed = sortedUnion(a.removed, b.removed);
+  const members = Object.keys(a.adds);
+  const own = members.length;
+  for (const m of Object.keys(b.adds)) if (!Object.hasOwn(a.adds, m)) members.push(m);
+  const aSorted = sortedKeys(a.adds);
+  if (members.length > own || !aSorted) members.sort();
+  const adds: Record<string, string[]> = {};
+  // Whether `adds` equals a.adds exactly (same members, same lists, same order): then share it.
+  let sameAsA = aSorted;
+  for (const m of members) {
+    const fromA = Object.hasOwn(a.adds, m) ? a.adds[m] : undefined;
+    let tags = sortedUnion(fromA ?? [], (Object.hasOwn(b.adds, m) ? b.adds[m] : undefined) ?? []);
+    if (removed.length > 0 && tags.some((t) => hasSorted(removed, t))) {
+      tags = tags.filter((t) => !hasSorted(removed, t));
+    }
+    if (tags.length > 0) {
+      adds[m] = tags as string[];
+      if (tags !== fromA) sameAsA = false;
+    } else if (fromA !== undefined) sameAsA = false;
+  }
+  const state: SetState = {
+    t: 'set',
+    adds: sameAsA ? a.adds : adds,
+    removed: removed as string[],
+  };
+  if (sameAsA && removed === a.removed) return { state: a, conflict: false };
+  return { state, conflict: false };
 }
 
 export function setMembers(s: SetState): string[] {

@@ -20,7 +20,7 @@ import {
 } from './crdt.js';
 import { MeridianError } from './errors.js';
 import { nearestRegion } from './geo.js';
-import { decodeHlc, encodeHlc, HLC_ZERO, HybridClock } from './hlc.js';
+import { decodeHlc, encodeHlc, HLC_ZERO, type Hlc, HybridClock } from './hlc.js';
 import type { Clock, TimerHandle, Timers } from './ports.js';
 import type { CommitBatch, DocRecord, KvRecord, RegionStore, Snapshot } from './store.js';
 import type { CollectionSpec, Json, Operation, RegionId, RegionInfo } from './types.js';
@@ -119,39 +119,143 @@ interface Mutation<T> {
   result?: { ok: true; value: T } | { ok: false; error: unknown };
 }
 
+/** One document as a batch sees it: what the store held (or the batch staged), and whether to write it. */
+interface TxDoc {
+  doc: DocRecord | undefined;
+  touched: boolean;
+  /** Already in the batch's list of documents to write (it stays there if a rollback untouches it). */
+  listed: boolean;
+}
+
 /** The documents and changes of one group commit, read through a cache so ops in a batch see each other. */
 class BatchTx {
-  readonly docs = new Map<string, DocRecord | undefined>();
-  readonly touched = new Set<string>();
+  /** collection -> key -> document: two levels, so a lookup builds no composite key string. */
+  private readonly docs = new Map<string, Map<string, TxDoc>>();
+  /** Documents to write, in the order they were first staged. */
+  private readonly written: TxDoc[] = [];
   readonly changes: Change[] = [];
   readonly kv: KvRecord[] = [];
-  /** Previous cache entries, so a failed op can be rolled back without copying the cache. */
-  private readonly undo: [string, DocRecord | undefined, boolean][] = [];
+  /** Previous cache states as (entry, doc, touched) triples, so a failed op can be rolled back. */
+  private readonly undo: (TxDoc | DocRecord | boolean | undefined)[] = [];
   /** Set when the batch has anything to commit (a snapshot merge has no change-log entries). */
   dirty = false;
+  /**
+   * The applied version, copied on write: staging a change advances a batch-private copy in place,
+   * and only a version handed out (`applied`) is frozen from further in-place updates. A remote
+   * batch of hundreds of changes then copies the vector once, not once per change.
+   */
+  private appliedNow: Record<RegionId, number>;
+  private appliedShared = true;
   constructor(
     private readonly store: RegionStore,
-    public applied: VersionVector,
-  ) {}
+    applied: VersionVector,
+  ) {
+    this.appliedNow = applied as Record<RegionId, number>;
+  }
+
+  /** The applied version as an immutable value (later changes in the batch do not alter it). */
+  get applied(): VersionVector {
+    this.appliedShared = true;
+    return this.appliedNow;
+  }
+
+  set applied(v: VersionVector) {
+    this.appliedNow = v as Record<RegionId, number>;
+    this.appliedShared = true;
+  }
+
+  /** The batch's applied sequence of one origin, without handing the vector out. */
+  seqOf(origin: RegionId): number {
+    return this.appliedNow[origin] ?? 0;
+  }
+
+  advance(origin: RegionId, seq: number): void {
+    if (this.appliedShared) {
+      this.appliedNow = { ...this.appliedNow };
+      this.appliedShared = false;
+    }
+    this.appliedNow[origin] = seq;
+  }
+
+  private entry(collection: string, key: string): TxDoc | undefined {
+    return this.docs.get(collection)?.get(key);
+  }
+
+  private setEntry(collection: string, key: string, e: TxDoc): void {
+    let byKey = this.docs.get(collection);
+    if (!byKey) {
+      byKey = new Map();
+      this.docs.set(collection, byKey);
+    }
+    byKey.set(key, e);
+  }
+
+  /** Caches the document now when the store can read synchronously; false when `getDoc` must be awaited. */
+  loadNow(collection: string, key: string): boolean {
+    if (this.entry(collection, key)) return true;
+    if (!this.store.getDocSync) return false;
+    this.setEntry(collection, key, {
+      doc: this.store.getDocSync(collection, key),
+      touched: false,
+      listed: false,
+    });
+    return true;
+  }
 
   async getDoc(collection: string, key: string): Promise<DocRecord | undefined> {
-    const id = docKey(collection, key);
-    if (this.docs.has(id)) return this.docs.get(id);
+    const e = this.entry(collection, key);
+    if (e) return e.doc;
+    if (this.loadNow(collection, key)) return this.entry(collection, key)!.doc;
     const d = await this.store.getDoc(collection, key);
-    if (!this.docs.has(id)) this.docs.set(id, d);
-    return this.docs.get(id);
+    const again = this.entry(collection, key);
+    if (again) return again.doc;
+    this.setEntry(collection, key, { doc: d, touched: false, listed: false });
+    return d;
+  }
+
+  /** Loads documents into the cache in one step (a remote batch touches many). */
+  async preload(ids: readonly [collection: string, key: string][]): Promise<void> {
+    const pending: Promise<unknown>[] = [];
+    for (const [collection, key] of ids) {
+      if (this.loadNow(collection, key)) continue;
+      // A placeholder marks the read as asked for, so a repeated id is read once; the batch's
+      // mutation awaits this before it reads or writes any of these documents.
+      const e: TxDoc = { doc: undefined, touched: false, listed: false };
+      this.setEntry(collection, key, e);
+      pending.push(
+        this.store.getDoc(collection, key).then(
+          (d) => {
+            if (!e.touched) e.doc = d;
+          },
+          (error: unknown) => {
+            // A failed read must not leave the placeholder behind as "absent".
+            if (this.entry(collection, key) === e && !e.touched) this.docs.get(collection)!.delete(key);
+            throw error;
+          },
+        ),
+      );
+    }
+    if (pending.length > 0) await Promise.all(pending);
   }
 
   /** The cached document; getDoc must have loaded it first. */
   cached(collection: string, key: string): DocRecord | undefined {
-    return this.docs.get(docKey(collection, key));
+    return this.entry(collection, key)?.doc;
   }
 
   putDoc(d: DocRecord): void {
-    const id = docKey(d.collection, d.key);
-    this.undo.push([id, this.docs.get(id), this.touched.has(id)]);
-    this.docs.set(id, d);
-    this.touched.add(id);
+    let e = this.entry(d.collection, d.key);
+    if (!e) {
+      e = { doc: undefined, touched: false, listed: false };
+      this.setEntry(d.collection, d.key, e);
+    }
+    this.undo.push(e, e.doc, e.touched);
+    e.doc = d;
+    e.touched = true;
+    if (!e.listed) {
+      e.listed = true;
+      this.written.push(e);
+    }
     this.dirty = true;
   }
 
@@ -168,9 +272,11 @@ class BatchTx {
 
   rollback(m: TxMark): void {
     while (this.undo.length > m.undo) {
-      const [id, prev, wasTouched] = this.undo.pop()!;
-      this.docs.set(id, prev);
-      if (!wasTouched) this.touched.delete(id);
+      const wasTouched = this.undo.pop() as boolean;
+      const prev = this.undo.pop() as DocRecord | undefined;
+      const e = this.undo.pop() as TxDoc;
+      e.doc = prev;
+      e.touched = wasTouched;
     }
     this.changes.length = m.changes;
     this.kv.length = m.kv;
@@ -180,10 +286,7 @@ class BatchTx {
 
   toBatch(): CommitBatch {
     const docs: DocRecord[] = [];
-    for (const id of this.touched) {
-      const d = this.docs.get(id);
-      if (d) docs.push(d);
-    }
+    for (const e of this.written) if (e.touched && e.doc) docs.push(e.doc);
     return { docs, changes: this.changes, applied: this.applied, kv: this.kv };
   }
 }
@@ -195,8 +298,6 @@ interface TxMark {
   applied: VersionVector;
   dirty: boolean;
 }
-
-const docKey = (collection: string, key: string): string => `${collection}\u0000${key}`;
 
 interface VersionWaiter {
   want: VersionVector;
@@ -305,9 +406,10 @@ export class RegionCore {
     if (options.minVersion && !this.bugs.skipTokenWait) {
       await this.waitForVersion(options.minVersion, options.maxWaitMs ?? this.opts.maxWaitMs);
     }
-    const doc = await this.opts.store.getDoc(collection, key);
-    const version = mergeVersions(mergeVersions(this.applied, doc?.version ?? {}), options.minVersion ?? {});
+    const store = this.opts.store;
+    const doc = store.getDocSync ? store.getDocSync(collection, key) : await store.getDoc(collection, key);
     if (!doc || isAbsent(doc.state)) return undefined;
+    const version = mergeVersions(mergeVersions(this.applied, doc.version), options.minVersion ?? {});
     return { key, value: docValue(doc.state), version };
   }
 
@@ -324,7 +426,7 @@ export class RegionCore {
 
   /** Resolves once `want` is applied; after `maxWaitMs` throws 503 naming a region that can serve it. */
   async waitForVersion(want: VersionVector, maxWaitMs: number): Promise<void> {
-    if (dominates(this.applied, want)) return;
+    if (covers(this.applied, want)) return;
     const ok = await new Promise<boolean>((resolve) => {
       let timer: TimerHandle | undefined;
       const w: VersionWaiter = {
@@ -379,8 +481,8 @@ export class RegionCore {
   async increment(collection: string, key: string, by: number, options: WriteOptions = {}): Promise<DocView> {
     const spec = this.prepare(collection, key, 'increment');
     if (!Number.isSafeInteger(by)) throw new MeridianError('bad_request', '"by" must be an integer');
-    return this.localWrite(spec, key, options, async (tx) => {
-      const cur = ((await tx.getDoc(spec.name, key))?.state as CounterState | undefined) ?? emptyCounter();
+    return this.localWrite(spec, key, options, (tx) => {
+      const cur = (tx.cached(spec.name, key)?.state as CounterState | undefined) ?? emptyCounter();
       const delta: CounterState = { t: 'counter', p: {}, n: {} };
       if (by >= 0) delta.p[this.region] = (cur.p[this.region] ?? 0) + by;
       else delta.n[this.region] = (cur.n[this.region] ?? 0) - by;
@@ -396,7 +498,7 @@ export class RegionCore {
   ): Promise<DocView> {
     const spec = this.prepare(collection, key, 'add');
     validateMembers(members);
-    return this.localWrite(spec, key, options, async (_tx, seq) => {
+    return this.localWrite(spec, key, options, (_tx, seq) => {
       // One tag per member and change: a remove of one member must not cover another's add.
       const adds: Record<string, string[]> = {};
       members.forEach((m, i) => {
@@ -424,8 +526,8 @@ export class RegionCore {
     members: string[] | undefined,
     options: WriteOptions,
   ): Promise<DocView> {
-    return this.localWrite(spec, key, options, async (tx) => {
-      const cur = ((await tx.getDoc(spec.name, key))?.state as SetState | undefined) ?? emptySet();
+    return this.localWrite(spec, key, options, (tx) => {
+      const cur = (tx.cached(spec.name, key)?.state as SetState | undefined) ?? emptySet();
       const removed: string[] = [];
       for (const m of members ?? Object.keys(cur.adds)) removed.push(...(cur.adds[m] ?? []));
       return { t: 'set', adds: {}, removed: removed.sort() } satisfies SetState;
@@ -450,8 +552,8 @@ export class RegionCore {
         );
       }
     }
-    return this.localWrite(spec, key, options, async (tx, _seq, hlc) => {
-      const cur = (await tx.getDoc(spec.name, key))?.state as RegState | undefined;
+    return this.localWrite(spec, key, options, (tx, _seq, hlc) => {
+      const cur = tx.cached(spec.name, key)?.state as RegState | undefined;
       let home: RegionId | undefined;
       if (spec.policy === 'pinned') {
         home = cur?.home ?? options.homeRegion ?? this.region;
@@ -483,13 +585,14 @@ export class RegionCore {
     spec: CollectionSpec,
     key: string,
     options: WriteOptions,
-    makeDelta: (tx: BatchTx, seq: number, hlc: string) => Promise<DocState>,
+    /** Reads the document with `tx.cached` (loaded before it is called). */
+    makeDelta: (tx: BatchTx, seq: number, hlc: string) => DocState,
   ): Promise<DocView> {
     const { view, seq } = await this.enqueue(async (tx) => {
-      const seq = seqOf(tx.applied, this.region) + 1;
+      const seq = tx.seqOf(this.region) + 1;
       const hlc = encodeHlc(this.hlc.now());
-      await tx.getDoc(spec.name, key);
-      const delta = await makeDelta(tx, seq, hlc);
+      if (!tx.loadNow(spec.name, key)) await tx.getDoc(spec.name, key);
+      const delta = makeDelta(tx, seq, hlc);
       const change: Change = {
         origin: this.region,
         seq,
@@ -500,7 +603,7 @@ export class RegionCore {
       };
       this.stage(tx, change);
       this.counts.localWrites++;
-      const doc = (await tx.getDoc(spec.name, key))!;
+      const doc = tx.cached(spec.name, key)!;
       const view: DocView = { key, value: docValue(doc.state), version: tx.applied };
       if (options.kvAfter) {
         const more = await options.kvAfter(view, (ns, k) => this.readInTx(tx, ns, k));
@@ -536,7 +639,7 @@ export class RegionCore {
       const list =
         typeof entries === 'function' ? await entries((ns, k) => this.readInTx(tx, ns, k)) : entries;
       if (list.length === 0) return tx.applied;
-      const seq = seqOf(tx.applied, this.region) + 1;
+      const seq = tx.seqOf(this.region) + 1;
       const hlc = encodeHlc(this.hlc.now());
       this.stage(tx, { origin: this.region, seq, hlc, payload: { kind: 'kv', entries: list } });
       return tx.applied;
@@ -575,7 +678,7 @@ export class RegionCore {
     const p = change.payload;
     tx.changes.push(change);
     tx.dirty = true;
-    tx.applied = { ...tx.applied, [change.origin]: change.seq };
+    tx.advance(change.origin, change.seq);
     if (p.kind === 'doc') {
       const cur = tx.cached(p.collection, p.key);
       let state: DocState = p.delta;
@@ -632,7 +735,7 @@ export class RegionCore {
         let committed = false;
         if (tx.dirty) {
           // Kv entries already present with a newer HLC must not be overwritten by older replicated ones.
-          tx.kv.splice(0, tx.kv.length, ...(await this.newerKvOnly(tx.kv)));
+          if (tx.kv.length > 0) tx.kv.splice(0, tx.kv.length, ...(await this.newerKvOnly(tx.kv)));
           try {
             await this.opts.store.commit(tx.toBatch());
             committed = true;
@@ -665,9 +768,9 @@ export class RegionCore {
     }
   }
 
-  private observeRemoteHlc(c: Change): void {
+  private observeRemoteHlc(c: Change, t: Hlc): void {
     try {
-      this.hlc.receive(decodeHlc(c.hlc));
+      this.hlc.receive(t);
     } catch (e) {
       // The change is still applied (refusing it would break convergence); only the clock refuses to jump.
       this.opts.onEvent?.({ type: 'clock-skew', from: c.origin, message: (e as Error).message });
@@ -747,9 +850,19 @@ export class RegionCore {
       const lags = new Map<RegionId, { count: number; lagMs: number }>();
       let applied = 0;
       const now = this.opts.clock.nowMs();
+      if (!this.opts.store.getDocSync) {
+        // An asynchronous store: read the batch's documents together rather than one per change.
+        const docs: [string, string][] = [];
+        for (const c of changes) {
+          if (c.payload.kind === 'doc' && c.origin !== this.region && c.seq > tx.seqOf(c.origin)) {
+            docs.push([c.payload.collection, c.payload.key]);
+          }
+        }
+        await tx.preload(docs);
+      }
       for (const c of changes) {
         if (c.origin === this.region || blocked.has(c.origin)) continue;
-        const have = seqOf(tx.applied, c.origin);
+        const have = tx.seqOf(c.origin);
         if (c.seq <= have) continue;
         if (c.seq !== have + 1) {
           blocked.add(c.origin);
@@ -764,8 +877,10 @@ export class RegionCore {
         if (this.bugs.dropIncrement && c.payload.kind === 'doc' && c.payload.delta.t === 'counter') {
           change = { ...c, payload: { ...c.payload, delta: { t: 'counter', p: {}, n: {} } } };
         }
-        if (change.payload.kind === 'doc') await tx.getDoc(change.payload.collection, change.payload.key);
-        this.observeRemoteHlc(change);
+        const p = change.payload;
+        if (p.kind === 'doc' && !tx.loadNow(p.collection, p.key)) await tx.getDoc(p.collection, p.key);
+        const t = decodeHlc(c.hlc);
+        this.observeRemoteHlc(change, t);
         if (this.stage(tx, change) && change.payload.kind === 'doc') {
           this.counts.conflicts++;
           this.opts.onEvent?.({
@@ -777,7 +892,7 @@ export class RegionCore {
         applied++;
         const l = lags.get(c.origin) ?? { count: 0, lagMs: 0 };
         l.count++;
-        l.lagMs = Math.max(0, now - decodeHlc(c.hlc).wallMs);
+        l.lagMs = Math.max(0, now - t.wallMs);
         lags.set(c.origin, l);
       }
       this.counts.remoteApplied += applied;
@@ -862,16 +977,31 @@ export class RegionCore {
 
   private ackCount(w: AckWaiter): number {
     let n = 0;
-    for (const p of w.peers) if (seqOf(this.peerAcks.get(p) ?? {}, this.region) >= w.seq) n++;
+    for (const p of w.peers) if ((this.peerAcks.get(p)?.[this.region] ?? 0) >= w.seq) n++;
     return n;
   }
 
   private wakeAckWaiters(): void {
-    for (const w of [...this.ackWaiters]) if (this.ackCount(w) >= w.needed) w.done(true);
+    let ready: AckWaiter[] | undefined;
+    for (const w of this.ackWaiters) {
+      if (this.ackCount(w) >= w.needed) {
+        ready ??= [];
+        ready.push(w);
+      }
+    }
+    if (ready) for (const w of ready) w.done(true);
   }
 
   private wakeVersionWaiters(): void {
-    for (const w of [...this.versionWaiters]) if (dominates(this.applied, w.want)) w.done(true);
+    // Runs on every commit while reads wait behind a partition: find the ready ones without copying.
+    let ready: VersionWaiter[] | undefined;
+    for (const w of this.versionWaiters) {
+      if (covers(this.applied, w.want)) {
+        ready ??= [];
+        ready.push(w);
+      }
+    }
+    if (ready) for (const w of ready) w.done(true);
   }
 
   /**
@@ -917,6 +1047,15 @@ export class RegionCore {
   close(): void {
     this.closed = true;
   }
+}
+
+/**
+ * `dominates` without the entry arrays it allocates: version checks run on every commit for every
+ * waiting read, and on every read that carries a token.
+ */
+function covers(a: VersionVector, b: VersionVector): boolean {
+  for (const r in b) if (Object.hasOwn(b, r) && (a[r] ?? 0) < b[r]!) return false;
+  return true;
 }
 
 function validateMembers(members: unknown): asserts members is string[] {

@@ -51,6 +51,12 @@ export interface Snapshot {
 export interface RegionStore {
   load(): Promise<StoredState>;
   getDoc(collection: string, key: string): Promise<DocRecord | undefined>;
+  /**
+   * Optional: `getDoc` answered synchronously, for stores whose reads never wait (memory, the
+   * simulator's disk, a synchronous SQLite driver). The core then reads on its write path without a
+   * promise per document. Must return what `getDoc` would at the same moment.
+   */
+  getDocSync?(collection: string, key: string): DocRecord | undefined;
   commit(batch: CommitBatch): Promise<void>;
   /** Changes with seq > have[origin], in the order they were appended, at most `limit`. */
   readLog(have: VersionVector, limit: number): Promise<Change[]>;
@@ -84,6 +90,10 @@ export class MemoryStore implements RegionStore {
   }
 
   async getDoc(collection: string, key: string): Promise<DocRecord | undefined> {
+    return this.getDocSync(collection, key);
+  }
+
+  getDocSync(collection: string, key: string): DocRecord | undefined {
     const d = this.docs.get(docId(collection, key));
     return d && structuredClone(d);
   }
