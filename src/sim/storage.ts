@@ -144,6 +144,11 @@ export class SimStore implements RegionStore {
     return this.durable.docs.get(docId(collection, key));
   }
 
+  /** Reads need no simulated wait (the disk model delays commits only), so they may be synchronous. */
+  getDocSync(collection: string, key: string): DocRecord | undefined {
+    return this.durable.docs.get(docId(collection, key));
+  }
+
   commit(batch: CommitBatch): Promise<void> {
     this.time.activity++;
     if (!this.owner.alive) return new Promise<void>(() => {});
