@@ -23,13 +23,24 @@ export interface UpstreamAnswer {
 }
 
 /**
- * Lets the edge give up on a request in flight (its region was just ejected), whether it is still
- * queued or already on a socket: a plain object rather than an AbortSignal, which costs more per
- * request than the rest of the request.
+ * Lets a caller of `request` give up on a request in flight (its region was just ejected),
+ * whether it is still queued or already on a socket: a plain object rather than an AbortSignal,
+ * which costs more per request than the rest of the request.
  */
 export interface Cancel {
   cancel(reason: Error): void;
 }
+
+/**
+ * Receives the outcome of `send`/`sendRaw`, exactly once: an object rather than a callback so a
+ * caller can be its own handler, with no closure or promise per request.
+ */
+export interface UpstreamHandler {
+  onUpstream(err: Error | undefined, answer: UpstreamAnswer | undefined): void;
+}
+
+/** A request in the pool, queued or on a socket; `abort` takes it back. */
+export type PendingRequest = { readonly finished: boolean };
 
 export interface H1PoolOptions {
   /** Most sockets open to the region at once; requests beyond wait in a queue. */
@@ -52,15 +63,13 @@ export class UpstreamError extends Error {
   }
 }
 
-type Done = (err: Error | undefined, answer: UpstreamAnswer | undefined) => void;
-
 interface Pending {
   head: string;
   body: Buffer | undefined;
   isHead: boolean;
   /** Safe to send again on a fresh socket when a reused one turns out to be closed. */
   replayable: boolean;
-  done: Done;
+  handler: UpstreamHandler;
   conn: Conn | undefined;
   finished: boolean;
 }
@@ -75,6 +84,22 @@ function badValue(v: string): boolean {
     if ((c < 0x20 && c !== 0x09) || c === 0x7f) return true;
   }
   return false;
+}
+
+/** `name: value\r\n` lines, with every value checked. */
+function serializeHeaders(h: Record<string, string | string[]>): string {
+  let out = '';
+  for (const k in h) {
+    const v = h[k];
+    if (v === undefined) continue;
+    for (const x of Array.isArray(v) ? v : [v]) {
+      if (badValue(x) || badValue(k) || k.includes(':')) {
+        throw new UpstreamError('UPSTREAM_INVALID_HEADER', `invalid character in header ${k}`);
+      }
+      out += `${k}: ${x}\r\n`;
+    }
+  }
+  return out;
 }
 
 /** Body framing of the answer being read. */
@@ -170,7 +195,7 @@ class Conn {
     }
     const err = e instanceof UpstreamError || e.code ? e : new UpstreamError('UPSTREAM_CLOSED', e.message);
     p.finished = true;
-    p.done(err, undefined);
+    p.handler.onUpstream(err, undefined);
   }
 
   private onData(chunk: Buffer): void {
@@ -370,7 +395,7 @@ class Conn {
     }
     if (!p.finished) {
       p.finished = true;
-      p.done(undefined, answer);
+      p.handler.onUpstream(undefined, answer);
     }
   }
 }
@@ -413,78 +438,87 @@ export class H1Pool {
   /** Sends one request; the answer is buffered whole. Rejects with an error carrying `code`. */
   request(req: UpstreamRequest, cancel?: Cancel): Promise<UpstreamAnswer> {
     return new Promise((resolve, reject) => {
-      this.send(
-        req,
-        (err, answer) => {
+      const p = this.send(req, {
+        onUpstream(err, answer) {
           if (err) reject(err);
           else resolve(answer!);
         },
-        cancel,
-      );
+      });
+      if (cancel && p) cancel.cancel = (reason) => this.abort(p, reason);
     });
   }
 
-  /** Callback form of `request`: `done` is called exactly once. */
-  send(req: UpstreamRequest, done: Done, cancel?: Cancel): void {
-    if (this.closed) {
-      done(new UpstreamError('UPSTREAM_CLOSED', 'the pool is closed'), undefined);
-      return;
-    }
-    let head: string;
+  /**
+   * Sends one request; `handler` hears the outcome exactly once (maybe before this returns).
+   * Header values are checked: a control character fails the request with
+   * `UPSTREAM_INVALID_HEADER` rather than being written.
+   */
+  send(req: UpstreamRequest, handler: UpstreamHandler): PendingRequest | undefined {
+    let lines: string;
     try {
-      head = this.serialize(req);
+      lines = serializeHeaders(req.headers);
     } catch (e) {
-      done(e as Error, undefined);
-      return;
+      handler.onUpstream(e as Error, undefined);
+      return undefined;
     }
+    return this.sendRaw(
+      req.method,
+      req.path,
+      lines,
+      req.body,
+      req.headers['idempotency-key'] !== undefined,
+      handler,
+    );
+  }
+
+  /**
+   * `send` for a caller that already wrote the header lines (`name: value\r\n` each, values it
+   * has checked, no Host or Content-Length): the edge builds them in one pass over the client's
+   * headers, which its parser has already validated.
+   */
+  sendRaw(
+    method: string,
+    path: string,
+    headerLines: string,
+    body: Buffer | undefined,
+    hasIdempotencyKey: boolean,
+    handler: UpstreamHandler,
+  ): PendingRequest | undefined {
+    if (this.closed) {
+      handler.onUpstream(new UpstreamError('UPSTREAM_CLOSED', 'the pool is closed'), undefined);
+      return undefined;
+    }
+    const length =
+      body && body.length > 0
+        ? `content-length: ${body.length}\r\n`
+        : method === 'POST' || method === 'PUT' || method === 'PATCH'
+          ? 'content-length: 0\r\n'
+          : '';
     const p: Pending = {
-      head,
-      body: req.body,
-      isHead: req.method === 'HEAD',
-      replayable: REPLAYABLE.has(req.method) || req.headers['idempotency-key'] !== undefined,
-      done,
+      head: `${method} ${path} HTTP/1.1\r\nhost: ${this.hostHeader}\r\n${headerLines}${length}\r\n`,
+      body,
+      isHead: method === 'HEAD',
+      replayable: hasIdempotencyKey || REPLAYABLE.has(method),
+      handler,
       conn: undefined,
       finished: false,
     };
-    if (cancel) {
-      cancel.cancel = (reason) => {
-        if (p.finished) return;
-        p.finished = true;
-        const c = p.conn;
-        if (c) c.socket.destroy();
-        else {
-          const i = this.queue.indexOf(p);
-          if (i >= 0) this.queue.splice(i, 1);
-        }
-        done(reason, undefined);
-      };
-    }
     this.dispatch(p);
+    return p;
   }
 
-  private serialize(req: UpstreamRequest): string {
-    let head = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${this.hostHeader}\r\n`;
-    const h = req.headers;
-    for (const k in h) {
-      const v = h[k];
-      if (v === undefined) continue;
-      if (Array.isArray(v)) {
-        for (const x of v) {
-          if (badValue(x))
-            throw new UpstreamError('UPSTREAM_INVALID_HEADER', `invalid character in header ${k}`);
-          head += `${k}: ${x}\r\n`;
-        }
-      } else {
-        if (badValue(v))
-          throw new UpstreamError('UPSTREAM_INVALID_HEADER', `invalid character in header ${k}`);
-        head += `${k}: ${v}\r\n`;
-      }
+  /** Gives up on a request: it fails with `reason` now, and never leaves if still queued. */
+  abort(request: PendingRequest, reason: Error): void {
+    const p = request as Pending;
+    if (p.finished) return;
+    p.finished = true;
+    const c = p.conn;
+    if (c) c.socket.destroy();
+    else {
+      const i = this.queue.indexOf(p);
+      if (i >= 0) this.queue.splice(i, 1);
     }
-    const body = req.body;
-    if (body && body.length > 0) head += `content-length: ${body.length}\r\n`;
-    else if (req.method === 'POST' || req.method === 'PUT' || req.method === 'PATCH')
-      head += 'content-length: 0\r\n';
-    return `${head}\r\n`;
+    p.handler.onUpstream(reason, undefined);
   }
 
   private dispatch(p: Pending): void {
@@ -515,7 +549,7 @@ export class H1Pool {
   enqueueFront(p: Pending): void {
     if (this.closed) {
       p.finished = true;
-      p.done(new UpstreamError('UPSTREAM_CLOSED', 'the pool is closed'), undefined);
+      p.handler.onUpstream(new UpstreamError('UPSTREAM_CLOSED', 'the pool is closed'), undefined);
       return;
     }
     // A fresh socket: another idle one may be just as stale.
@@ -577,7 +611,7 @@ export class H1Pool {
     for (const p of this.queue.splice(0)) {
       if (!p.finished) {
         p.finished = true;
-        p.done(err, undefined);
+        p.handler.onUpstream(err, undefined);
       }
     }
     for (const c of [...this.all]) c.fail(err);

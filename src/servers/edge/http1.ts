@@ -116,6 +116,11 @@ function parse(
   if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0')
     throw new Http1Error(505, 'HTTP version not supported');
   let target = url;
+  // No spaces (already split on), controls or DEL in the target: it is forwarded as is.
+  for (let i = 0; i < target.length; i++) {
+    const c = target.charCodeAt(i);
+    if (c < 0x21 || c === 0x7f) throw new Http1Error(400, 'malformed request target');
+  }
   if (!target.startsWith('/')) {
     if (/^https?:\/\//i.test(target)) {
       const u = new URL(target);
@@ -294,10 +299,12 @@ export function createHttp1Server(
               : (bytes?.length ?? 0);
             const h = head(status, headers, length, close);
             if (!isHead && bytes && bytes.length > 0) {
-              socket.cork();
-              socket.write(h, 'latin1');
-              socket.write(bytes);
-              socket.uncork();
+              // One buffer, one write: a corked pair goes through writev and the stream's
+              // buffering, which measured a few µs per answer more.
+              const out = Buffer.allocUnsafe(h.length + bytes.length);
+              out.write(h, 0, 'latin1');
+              bytes.copy(out, h.length);
+              socket.write(out);
             } else socket.write(h, 'latin1');
             if (close) {
               closing = true;

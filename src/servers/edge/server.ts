@@ -33,11 +33,11 @@ import {
   validToken,
 } from '../../core/routing/index.js';
 import type { RegionId } from '../../core/types.js';
-import type { Cancel, UpstreamAnswer } from './h1pool.js';
+import type { H1Pool, PendingRequest, UpstreamAnswer, UpstreamHandler } from './h1pool.js';
 import { createHttp1Server, type Http1Request, type Http1Response } from './http1.js';
 import { edgeMetrics } from './metrics.js';
 import { startProber } from './prober.js';
-import { closeUpstreams, openUpstreams, type Upstream, type UpstreamOptions } from './upstreams.js';
+import { closeUpstreams, openUpstreams, type UpstreamOptions } from './upstreams.js';
 
 export interface EdgeOptions {
   config: MeridianConfig;
@@ -141,18 +141,22 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
 
   // Idempotent requests in flight, per region: when a region is ejected they are cancelled and
   // retried elsewhere at once, instead of waiting out a timeout on a region known to be gone.
-  const inFlight = new Map<RegionId, Set<Cancel>>(cfg.regions.map((r) => [r.id, new Set<Cancel>()]));
+  const inFlight = new Map<RegionId, Set<{ cancel(reason: Error): void }>>(
+    cfg.regions.map((r) => [r.id, new Set()]),
+  );
 
   const observe = (region: RegionId, ev: HealthEvent): void => {
     const t = table.observe(region, ev, clock.nowMs());
     if (t) {
-      if (t.to === 'down') {
-        const cancelled = new Error(`region ${region} was ejected (${t.reason})`);
-        for (const c of inFlight.get(region) ?? []) c.cancel(cancelled);
-      }
       metrics.transitions.inc({ region, to: t.to });
       log.warn({ region, from: t.from, to: t.to, reason: t.reason }, `region ${region} is ${t.to}`);
       emit({ kind: 'transition', transition: t });
+      // After the event: a cancelled request retries synchronously, and its new dispatch must
+      // come after the ejection that caused it.
+      if (t.to === 'down') {
+        const cancelled = new Error(`region ${region} was ejected (${t.reason})`);
+        for (const c of [...(inFlight.get(region) ?? [])]) c.cancel(cancelled);
+      }
     }
   };
 
@@ -217,19 +221,24 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     }
   }
 
-  function upstreamHeaders(req: Http1Request, write: boolean, cookie: string | undefined): Headers {
-    const out: Headers = {};
+  /**
+   * The header lines sent upstream, built in one pass over the client's headers: http1.ts has
+   * already checked every name and value, and the two the edge adds (the client's IP, a version
+   * token) are well-formed by construction.
+   */
+  function upstreamHeaderLines(req: Http1Request, write: boolean, cookie: string | undefined): string {
+    let out = '';
     const h = req.headers;
     for (const k in h) {
-      const v = h[k];
-      if (v !== undefined && !HOP_REQUEST.has(k)) out[k] = v;
+      if (HOP_REQUEST.has(k) || k === 'x-forwarded-for') continue;
+      out += `${k}: ${h[k]}\r\n`;
     }
     const ip = clientIp(req);
-    const prior = firstHeader(h['x-forwarded-for']);
-    out['x-forwarded-for'] = prior ? `${prior}, ${ip}` : ip;
+    const prior = h['x-forwarded-for'];
+    out += `x-forwarded-for: ${prior ? `${prior}, ${ip}` : ip}\r\n`;
     if (!write && h['meridian-min-version'] === undefined) {
       const token = validToken(readCookie(cookie, VERSION_COOKIE));
-      if (token) out['meridian-min-version'] = token;
+      if (token) out += `meridian-min-version: ${token}\r\n`;
     }
     return out;
   }
@@ -260,13 +269,102 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     answered(attempt.reason, code);
   }
 
-  async function proxy(req: Http1Request, res: Http1Response): Promise<void> {
+  /**
+   * One proxied request: an object that is its own upstream handler and its own cancel handle,
+   * so the hot path allocates no closure or promise per request.
+   */
+  class Forwarding implements UpstreamHandler {
+    private pending: PendingRequest | undefined;
+    private pool: H1Pool | undefined;
+    private region: RegionId = '';
+
+    constructor(
+      private readonly req: Http1Request,
+      private readonly res: Http1Response,
+      private readonly attempt: RequestAttempt,
+      private readonly headerLines: string,
+      private readonly write: boolean,
+      private readonly cookie: string | undefined,
+    ) {}
+
+    /** Sends the request where `step` says, or answers when there is nowhere left to send it. */
+    go(step: NextStep): void {
+      const attempt = this.attempt;
+      if (step.kind === 'send') {
+        const region = step.region;
+        const req = this.req;
+        this.region = region;
+        table.dispatched(region);
+        if (listeners.size > 0)
+          emit({
+            kind: 'dispatch',
+            region,
+            method: req.method,
+            path: req.url,
+            reason: step.reason,
+            atMs: clock.nowMs(),
+          });
+        if (attempt.idempotent) inFlight.get(region)!.add(this);
+        const pool = upstreams.get(region)!.pool;
+        this.pool = pool;
+        const p = pool.sendRaw(
+          req.method,
+          req.url,
+          this.headerLines,
+          req.body,
+          req.headers['idempotency-key'] !== undefined,
+          this,
+        );
+        // The pool may already have answered (a closed pool fails at once).
+        if (p && !p.finished) this.pending = p;
+        return;
+      }
+      const message = step.kind === 'fail' ? step.reason : 'no answer';
+      answered(attempt.reason, 503);
+      sendError(this.res, new MeridianError('unavailable', message, { region: attempt.region }), {
+        'meridian-route': routeHeader(attempt.region, attempt.reason),
+      });
+    }
+
+    /** Called when the region is ejected with this request in flight there. */
+    cancel(reason: Error): void {
+      const p = this.pending;
+      if (p) this.pool!.abort(p, reason);
+    }
+
+    onUpstream(err: Error | undefined, up: UpstreamAnswer | undefined): void {
+      this.pending = undefined;
+      const region = this.region;
+      const attempt = this.attempt;
+      if (attempt.idempotent) inFlight.get(region)!.delete(this);
+      try {
+        const outcome: UpstreamOutcome = up
+          ? { kind: 'answer', status: up.status, replayHeader: firstHeader(up.headers['meridian-replay']) }
+          : { kind: 'error', reason: (err as Error & { code?: string }).code ?? err!.message };
+        if (listeners.size > 0) emit({ kind: 'outcome', region, outcome, atMs: clock.nowMs() });
+        const verdict = attempt.verdict(outcome);
+        if (verdict === 'failed') {
+          observe(region, {
+            kind: 'request-failed',
+            reason: outcome.kind === 'error' ? outcome.reason : `answered ${outcome.status}`,
+          });
+        } else if (verdict === 'ok') {
+          observe(region, { kind: 'request-ok' });
+        }
+        const step = attempt.next(outcome, isUp);
+        if (step.kind === 'deliver' && up) deliver(this.res, up, attempt, this.write, this.cookie);
+        else this.go(step);
+      } catch (e) {
+        if (!this.res.sent) sendError(this.res, e);
+      }
+    }
+  }
+
+  function proxy(req: Http1Request, res: Http1Response): void {
     const method = req.method;
     if (!PROXY_METHODS.has(method)) {
       throw new MeridianError('bad_request', `method ${method} is not part of the /v1 surface`);
     }
-    const path = req.url ?? '/';
-    const body = req.body;
     const cookie = req.headers.cookie;
     const write = isWrite(method);
     const stickyRegion = write
@@ -282,63 +380,23 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
       isIdempotent(method, req.headers['idempotency-key'] !== undefined),
       known,
     );
-    const headers = upstreamHeaders(req, write, cookie);
-    const cancel: Cancel | undefined = attempt.idempotent ? { cancel: () => undefined } : undefined;
-    let step: NextStep = attempt.first();
-    while (step.kind === 'send') {
-      const region = step.region;
-      const u: Upstream = upstreams.get(region)!;
-      table.dispatched(region);
-      if (listeners.size > 0)
-        emit({ kind: 'dispatch', region, method, path, reason: step.reason, atMs: clock.nowMs() });
-      let up: UpstreamAnswer | undefined;
-      let outcome: UpstreamOutcome;
-      try {
-        if (cancel) inFlight.get(region)!.add(cancel);
-        up = await u.pool.request({ method, path, headers, body }, cancel);
-        outcome = {
-          kind: 'answer',
-          status: up.status,
-          replayHeader: firstHeader(up.headers['meridian-replay']),
-        };
-      } catch (e) {
-        const err = e as Error & { code?: string };
-        // A request the pool refuses to send (a header it will not write) is the client's problem,
-        // not the region's: no ejection, no retry.
-        if (err.code === 'UPSTREAM_INVALID_HEADER')
-          throw new MeridianError('bad_request', `cannot forward: ${err.message}`);
-        outcome = { kind: 'error', reason: err.code ?? err.message };
-      } finally {
-        if (cancel) inFlight.get(region)!.delete(cancel);
-      }
-      if (listeners.size > 0) emit({ kind: 'outcome', region, outcome, atMs: clock.nowMs() });
-      const verdict = attempt.verdict(outcome);
-      if (verdict === 'failed') {
-        observe(region, {
-          kind: 'request-failed',
-          reason: outcome.kind === 'error' ? outcome.reason : `answered ${outcome.status}`,
-        });
-      } else if (verdict === 'ok') {
-        observe(region, { kind: 'request-ok' });
-      }
-      step = attempt.next(outcome, isUp);
-      if (step.kind === 'deliver' && up) {
-        deliver(res, up, attempt, write, cookie);
-        return;
-      }
-    }
-    const message = step.kind === 'fail' ? step.reason : 'no answer';
-    answered(attempt.reason, 503);
-    sendError(res, new MeridianError('unavailable', message, { region: attempt.region }), {
-      'meridian-route': routeHeader(attempt.region, attempt.reason),
-    });
+    new Forwarding(req, res, attempt, upstreamHeaderLines(req, write, cookie), write, cookie).go(
+      attempt.first(),
+    );
   }
 
   const server = createHttp1Server(
     { maxHeadBytes: 16 * 1024, maxBodyBytes: edgeCfg.maxBodyBytes, keepAliveTimeoutMs: 65_000 },
     (req, res) => {
-      const work = req.url.startsWith('/v1/') ? proxy(req, res) : local(req, res);
-      work.catch((e: unknown) => {
+      if (req.url.startsWith('/v1/')) {
+        try {
+          proxy(req, res);
+        } catch (e) {
+          if (!res.sent) sendError(res, e);
+        }
+        return;
+      }
+      local(req, res).catch((e: unknown) => {
         if (!res.sent) sendError(res, e);
       });
     },
