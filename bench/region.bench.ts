@@ -3,7 +3,8 @@
  *  (a) local async lww writes on one node (SQLite) vs a plain better-sqlite3 insert loop;
  *  (b) replication lag across three regions behind the WAN emulator vs each link's one-way delay;
  *  (c) sync (majority) write latency vs the round-trip time to the nearest peer;
- *  (d) the replication hops inside one process, to tell the pipeline's own latency from scheduling.
+ *  (d) the replication hops inside one process, to tell the pipeline's own latency from scheduling;
+ *  (e) SQLite commit latency with the background WAL checkpointer vs SQLite's automatic checkpoint.
  * Knobs: BENCH_SECONDS (default 3 for (a), 5 for (b)), BENCH_CONCURRENCY (default 64),
  * BENCH_RATE (writes/s per region, default 1000), BENCH_SYNC_WRITES (default 20),
  * BENCH_LAG_VARIANTS=0 (skip (b)'s lower-demand runs).
@@ -13,6 +14,8 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { loadRegionTable } from '../src/adapters/region-table.js';
+import { SqliteStore } from '../src/adapters/sqlite-store.js';
+import type { RegState } from '../src/core/crdt.js';
 import { buildMesh, meshRoutes, WanEmulator } from '../src/lab/wan/index.js';
 import { call, LAB_REGIONS, startCluster } from '../test/support/cluster.js';
 import { type LoadResult, percentile, runLoad, runLoadInWorker } from './region-load.js';
@@ -416,11 +419,84 @@ async function lagBreakdown(): Promise<void> {
   }
 }
 
-/** `npm run bench region`; BENCH_ONLY=a,b,c,d picks parts. */
+/**
+ * (e) One region's commits at RATE/s, each alone (as at low load), on the SQLite store with its
+ * background checkpointer vs SQLite's automatic checkpoint inside the commit (the peer).
+ */
+async function checkpointStalls(): Promise<void> {
+  const commits = RATE * (SECONDS || 3);
+  process.stdout.write(
+    `\n(e) SQLite store commits at ${RATE}/s, ${commits} each, with and without an Idempotency-Key record\n`,
+  );
+  const rows: (string | number)[][] = [];
+  for (const withKv of [false, true]) {
+    for (const background of [false, true]) {
+      const dir = mkdtempSync(join(tmpdir(), 'meridian-bench-ckpt-'));
+      const store = SqliteStore.open({
+        path: join(dir, 'r.db'),
+        checkpointAfterCommits: background ? 200 : 0,
+      });
+      const lat: number[] = [];
+      const t0 = performance.now();
+      for (let i = 1; i <= commits; i++) {
+        const due = t0 + (i * 1000) / RATE;
+        while (performance.now() < due) await new Promise((r) => setTimeout(r, 1));
+        const value = { i, v: 'x'.repeat(32) };
+        const hlc = `0000018c${String(i).padStart(16, '0')}`;
+        const state: RegState = { t: 'reg', value, deleted: false, hlc, origin: 'us-east-1', prevHlc: '' };
+        const s = performance.now();
+        await store.commit({
+          docs: [{ collection: 'settings', key: `k${i}`, state, version: { 'us-east-1': i } }],
+          changes: [
+            {
+              origin: 'us-east-1',
+              seq: i,
+              hlc,
+              payload: { kind: 'doc', collection: 'settings', key: `k${i}`, delta: state },
+            },
+          ],
+          applied: { 'us-east-1': i },
+          kv: withKv
+            ? [
+                {
+                  ns: 'idempotency',
+                  key: `key-${i}`,
+                  value: { fp: 'f'.repeat(43), status: 200, body: { key: `k${i}`, value, version: 'v' } },
+                  hlc,
+                  expiresAtMs: Date.now() + 86_400_000,
+                },
+              ]
+            : [],
+        });
+        lat.push(performance.now() - s);
+      }
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+      const l = sorted(lat);
+      rows.push([
+        withKv ? 'write + idempotency record' : 'write',
+        background ? 'background thread' : 'inside the commit (peer)',
+        percentile(l, 50),
+        percentile(l, 99),
+        percentile(l, 99.9),
+        l.at(-1)!,
+        lat.filter((x) => x > 1).length,
+      ]);
+    }
+  }
+  table(
+    `commit latency (ms), load average ${fmt(loadavg()[0]!)}`,
+    ['commit', 'WAL checkpoint', 'p50', 'p99', 'p99.9', 'max', '> 1 ms'],
+    rows,
+  );
+}
+
+/** `npm run bench region`; BENCH_ONLY=a,b,c,d,e picks parts. */
 export async function run(): Promise<void> {
-  const only = (process.env.BENCH_ONLY ?? 'a,b,c,d').split(',');
+  const only = (process.env.BENCH_ONLY ?? 'a,b,c,d,e').split(',');
   if (only.includes('a')) await localWrites();
   if (only.includes('b')) await replicationLag();
   if (only.includes('c')) await syncWrites();
   if (only.includes('d')) await lagBreakdown();
+  if (only.includes('e')) await checkpointStalls();
 }

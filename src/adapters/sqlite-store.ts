@@ -325,6 +325,7 @@ export class SqliteStore implements RegionStore {
     this.commitsBeforeCheckpointer = 0;
     if (w) {
       const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+      w.ref(); // keeps the process alive until the thread has closed its connection
       w.postMessage('close');
       await exited;
     }
