@@ -116,7 +116,10 @@ interface Mutation<T> {
   run(tx: BatchTx): Promise<T>;
   resolve(v: T): void;
   reject(e: unknown): void;
-  result?: { ok: true; value: T } | { ok: false; error: unknown };
+  /** The outcome once run: kept on the mutation itself (no result object per operation). */
+  ok: boolean;
+  value: T | undefined;
+  error: unknown;
 }
 
 /** One document as a batch sees it: what the store held (or the batch staged), and whether to write it. */
@@ -139,6 +142,7 @@ class BatchTx {
   private readonly undo: (TxDoc | DocRecord | boolean | undefined)[] = [];
   /** Set when the batch has anything to commit (a snapshot merge has no change-log entries). */
   dirty = false;
+  private readonly mark: TxMark;
   /**
    * The applied version, copied on write: staging a change advances a batch-private copy in place,
    * and only a version handed out (`applied`) is frozen from further in-place updates. A remote
@@ -151,6 +155,7 @@ class BatchTx {
     applied: VersionVector,
   ) {
     this.appliedNow = applied as Record<RegionId, number>;
+    this.mark = { undo: 0, changes: 0, kv: 0, applied, dirty: false };
   }
 
   /** The applied version as an immutable value (later changes in the batch do not alter it). */
@@ -259,18 +264,18 @@ class BatchTx {
     this.dirty = true;
   }
 
-  /** Savepoint: an op that fails after staging changes must leave nothing behind. */
-  mark(): TxMark {
-    return {
-      undo: this.undo.length,
-      changes: this.changes.length,
-      kv: this.kv.length,
-      applied: this.applied,
-      dirty: this.dirty,
-    };
+  /** Savepoint (one at a time: mutations run one after another): a failed op leaves nothing behind. */
+  savepoint(): void {
+    const m = this.mark;
+    m.undo = this.undo.length;
+    m.changes = this.changes.length;
+    m.kv = this.kv.length;
+    m.applied = this.applied;
+    m.dirty = this.dirty;
   }
 
-  rollback(m: TxMark): void {
+  rollbackToSavepoint(): void {
+    const m = this.mark;
     while (this.undo.length > m.undo) {
       const wasTouched = this.undo.pop() as boolean;
       const prev = this.undo.pop() as DocRecord | undefined;
@@ -409,7 +414,8 @@ export class RegionCore {
     const store = this.opts.store;
     const doc = store.getDocSync ? store.getDocSync(collection, key) : await store.getDoc(collection, key);
     if (!doc || isAbsent(doc.state)) return undefined;
-    const version = mergeVersions(mergeVersions(this.applied, doc.version), options.minVersion ?? {});
+    const seen = joinVersions(this.applied, doc.version);
+    const version = options.minVersion ? joinVersions(seen, options.minVersion) : seen;
     return { key, value: docValue(doc.state), version };
   }
 
@@ -421,7 +427,7 @@ export class RegionCore {
 
   /** The version an answer reflects: ours merged with the caller's token. */
   answerVersion(sent?: VersionVector): VersionVector {
-    return sent ? mergeVersions(this.applied, sent) : this.applied;
+    return sent ? joinVersions(this.applied, sent) : this.applied;
   }
 
   /** Resolves once `want` is applied; after `maxWaitMs` throws 503 naming a region that can serve it. */
@@ -626,7 +632,7 @@ export class RegionCore {
         );
       }
     }
-    return { ...view, version: mergeVersions(view.version, this.applied) };
+    return { key: view.key, value: view.value, version: joinVersions(view.version, this.applied) };
   }
 
   /**
@@ -710,7 +716,14 @@ export class RegionCore {
     if (this.closed)
       return Promise.reject(new MeridianError('unavailable', `${this.region} is shutting down`));
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ run, resolve, reject } as Mutation<unknown>);
+      this.queue.push({
+        run,
+        resolve,
+        reject,
+        ok: false,
+        value: undefined,
+        error: undefined,
+      } as Mutation<unknown>);
       if (!this.draining) void this.drain();
     });
   }
@@ -724,12 +737,13 @@ export class RegionCore {
         const batch = this.queue.splice(0, this.opts.maxBatch);
         const tx = new BatchTx(this.opts.store, this.applied);
         for (const m of batch) {
-          const mark = tx.mark();
+          tx.savepoint();
           try {
-            m.result = { ok: true, value: await m.run(tx) };
+            m.value = await m.run(tx);
+            m.ok = true;
           } catch (error) {
-            tx.rollback(mark);
-            m.result = { ok: false, error };
+            tx.rollbackToSavepoint();
+            m.error = error;
           }
         }
         let committed = false;
@@ -740,12 +754,17 @@ export class RegionCore {
             await this.opts.store.commit(tx.toBatch());
             committed = true;
           } catch (error) {
-            for (const m of batch) if (m.result?.ok) m.result = { ok: false, error };
+            for (const m of batch) {
+              if (m.ok) {
+                m.ok = false;
+                m.error = error;
+              }
+            }
           }
         }
         if (committed) {
           this.applied = tx.applied;
-          this.received = mergeVersions(this.received, tx.applied);
+          this.received = joinVersions(this.received, tx.applied);
           const changes = tx.changes;
           if (changes.length > 0) {
             for (const l of this.listeners) l(changes);
@@ -759,8 +778,8 @@ export class RegionCore {
           this.wakeAckWaiters();
         }
         for (const m of batch) {
-          if (m.result?.ok) m.resolve(m.result.value);
-          else m.reject(m.result?.error);
+          if (m.ok) m.resolve(m.value);
+          else m.reject(m.error);
         }
       }
     } finally {
@@ -944,7 +963,8 @@ export class RegionCore {
 
   private noteAck(peer: RegionId, applied: VersionVector): void {
     if (peer === this.region) return;
-    this.peerAcks.set(peer, mergeVersions(this.peerAcks.get(peer) ?? {}, applied));
+    const before = this.peerAcks.get(peer);
+    this.peerAcks.set(peer, before ? joinVersions(before, applied) : { ...applied });
     this.wakeAckWaiters();
   }
 
@@ -1056,6 +1076,19 @@ export class RegionCore {
 function covers(a: VersionVector, b: VersionVector): boolean {
   for (const r in b) if (Object.hasOwn(b, r) && (a[r] ?? 0) < b[r]!) return false;
   return true;
+}
+
+/**
+ * `mergeVersions` for the hot paths: one of the inputs itself when it already covers the other
+ * (versions are immutable values, so sharing is safe), else a new pointwise maximum, all without
+ * entry arrays.
+ */
+function joinVersions(a: VersionVector, b: VersionVector): VersionVector {
+  if (covers(a, b)) return a;
+  if (covers(b, a)) return b;
+  const out: Record<RegionId, number> = { ...a };
+  for (const r in b) if (Object.hasOwn(b, r) && b[r]! > (out[r] ?? 0)) out[r] = b[r]!;
+  return out;
 }
 
 function validateMembers(members: unknown): asserts members is string[] {
