@@ -490,7 +490,7 @@ class Simulation {
     if (view) {
       op.answerVersion = view.version;
       if (st.session.token && !covers(st.version, view.version)) {
-        st.version = mergeVersions(st.version, view.version);
+        st.version = joinVersions(st.version, view.version);
         st.token = undefined; // re-encoded before the next read
       }
     }
@@ -547,7 +547,7 @@ class Simulation {
   /** A commit reached the disk of `region`: record its own changes, match them to client ops, time the others. */
   private onDurable(region: RegionId, batch: CommitBatch, before: VersionVector): void {
     const h = this.history;
-    h.maxDurable.set(region, mergeVersions(h.maxDurable.get(region) ?? {}, batch.applied));
+    h.maxDurable.set(region, joinVersions(h.maxDurable.get(region) ?? {}, batch.applied));
     const now = this.time.nowMs;
     let running: Record<RegionId, number> | undefined;
     const mine = h.changes.get(region)!;
@@ -619,6 +619,15 @@ class Simulation {
 function covers(a: VersionVector, b: VersionVector): boolean {
   for (const r in b) if (Object.hasOwn(b, r) && (a[r] ?? 0) < b[r]!) return false;
   return true;
+}
+
+/** `mergeVersions` without entry arrays, sharing an input that already covers the other (versions are immutable). */
+function joinVersions(a: VersionVector, b: VersionVector): VersionVector {
+  if (covers(a, b)) return a;
+  if (covers(b, a)) return b;
+  const out: Record<RegionId, number> = { ...a };
+  for (const r in b) if (Object.hasOwn(b, r) && b[r]! > (out[r] ?? 0)) out[r] = b[r]!;
+  return out;
 }
 
 /** Whether the batch's version moved further than its changes explain (a snapshot merged in it). */

@@ -18,7 +18,17 @@ type Seen =
   | { t: 'reg'; hlc: string; origin: string; deleted: boolean; op: OpRecord; byWrite: boolean }
   | { t: 'count'; value: number; op: OpRecord; byWrite: boolean };
 
-const cache = new WeakMap<History, { opCount: number; results: Map<boolean, SessionAnomaly[]> }>();
+interface WriteIndex {
+  /** value -> the write that produced it */
+  writes: Map<string, { hlc: string; origin: string }>;
+  /** key -> the deletes of it */
+  deletes: Map<string, { hlc: string; origin: string }[]>;
+}
+
+const cache = new WeakMap<
+  History,
+  { opCount: number; results: Map<boolean, SessionAnomaly[]>; index?: WriteIndex }
+>();
 
 /** Anomalies of every session (token-carrying or not, as asked); computed once per history. */
 export function sessionAnomalies(h: History, tokenSessions: boolean): SessionAnomaly[] {
@@ -29,18 +39,15 @@ export function sessionAnomalies(h: History, tokenSessions: boolean): SessionAno
   }
   let r = c.results.get(tokenSessions);
   if (!r) {
-    r = computeAnomalies(h, tokenSessions);
+    // Both kinds of session (asked for by the checkers and by the figures) share one index.
+    c.index ??= writeIndex(h);
+    r = computeAnomalies(h, tokenSessions, c.index);
     c.results.set(tokenSessions, r);
   }
   return r;
 }
 
-function computeAnomalies(h: History, tokenSessions: boolean): SessionAnomaly[] {
-  const regColls = new Set(
-    h.collections.filter((c) => c.policy === 'lww' || c.policy === 'pinned').map((c) => c.name),
-  );
-  const countColls = new Set(h.collections.filter((c) => c.policy === 'counter').map((c) => c.name));
-  // value -> the write that produced it; key -> the deletes of it
+function writeIndex(h: History): WriteIndex {
   const writes = new Map<string, { hlc: string; origin: string }>();
   const deletes = new Map<string, { hlc: string; origin: string }[]>();
   for (const list of h.changes.values()) {
@@ -55,6 +62,15 @@ function computeAnomalies(h: History, tokenSessions: boolean): SessionAnomaly[] 
         writes.set(c.delta.value, { hlc: c.hlc, origin: c.origin });
     }
   }
+  return { writes, deletes };
+}
+
+function computeAnomalies(h: History, tokenSessions: boolean, index: WriteIndex): SessionAnomaly[] {
+  const regColls = new Set(
+    h.collections.filter((c) => c.policy === 'lww' || c.policy === 'pinned').map((c) => c.name),
+  );
+  const countColls = new Set(h.collections.filter((c) => c.policy === 'counter').map((c) => c.name));
+  const { writes, deletes } = index;
   const out: SessionAnomaly[] = [];
   const bySession = new Map<number, OpRecord[]>();
   for (const op of h.ops) {
