@@ -139,6 +139,20 @@ export async function startNodeUpstream(port: number): Promise<Proc> {
   return { url, child, stop: stopper(child) };
 }
 
+/**
+ * The ceiling for any proxy on one Node event loop: a bare TCP relay (one upstream connection per
+ * client connection, bytes copied both ways, no HTTP parsing, no routing) in its own process. What
+ * it cannot beat on this machine, no Node HTTP proxy can.
+ */
+export async function startBareNodeRelay(port: number, upstream: string): Promise<Proc> {
+  const up = new URL(upstream);
+  const src = `const net=require('node:net');net.createServer({noDelay:true},(c)=>{const u=net.connect({host:${JSON.stringify(up.hostname)},port:${Number(up.port)},noDelay:true});c.on('data',(d)=>u.write(d));u.on('data',(d)=>c.write(d));const bye=()=>{c.destroy();u.destroy();};c.on('error',bye);u.on('error',bye);c.on('close',bye);u.on('close',bye);}).listen(${port},'127.0.0.1');`;
+  const child = spawn(process.execPath, ['-e', src], { stdio: 'ignore' });
+  const url = `http://127.0.0.1:${port}`;
+  await waitHttp(`${url}/healthz`);
+  return { url, child, stop: stopper(child) };
+}
+
 /** `meridian edge --config FILE --edge ID` in its own process; resolves when it listens. */
 export async function startEdgeProcess(configPath: string, edgeId: string, edgeUrl: string): Promise<Proc> {
   const child = spawn(

@@ -23,6 +23,7 @@ import {
   freePort,
   hasNginx,
   type Proc,
+  startBareNodeRelay,
   startEdgeProcess,
   startNodeUpstream,
   startProxyNginx,
@@ -144,16 +145,21 @@ export async function proxyBench(): Promise<void> {
       procs.push(proxy);
     }
 
+    const relay = await startBareNodeRelay(await freePort(), upstream.url);
+    procs.push(relay);
+
     const targets: [string, string][] = [
       ['direct (no proxy)', upstream.url],
       ...(proxy ? [['nginx proxy_pass', proxy.url] as [string, string]] : []),
       ['meridian edge', edge.url],
     ];
+    // The ceiling of one Node event loop, measured for throughput only.
+    const peakTargets: [string, string][] = [...targets, ['bare Node TCP relay (ceiling)', relay.url]];
     // Best of ROUNDS interleaved runs: on a shared machine the load of other processes drifts, and
     // interleaving keeps that drift from favouring whichever target happens to run in a quiet moment.
     const peaks = new Map<string, LoadResult>();
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const [name, url] of targets) {
+      for (const [name, url] of peakTargets) {
         process.stdout.write(`  peak ${round}/${ROUNDS}: ${name} ...\n`);
         const r = await peak(url + PATH);
         const best = peaks.get(name);
@@ -177,8 +183,9 @@ export async function proxyBench(): Promise<void> {
     );
     if (nginxPeak) {
       const ratio = edgePeak.rps / nginxPeak.rps;
+      const ceiling = peaks.get('bare Node TCP relay (ceiling)')!.rps / nginxPeak.rps;
       process.stdout.write(
-        `edge/nginx throughput ratio: ${fmt(ratio, 2)} (target >= 0.50: ${ratio >= 0.5 ? 'met' : 'NOT met'})\n`,
+        `edge/nginx throughput ratio: ${fmt(ratio, 2)} (target >= 0.50: ${ratio >= 0.5 ? 'met' : 'NOT met'}); bare Node relay/nginx: ${fmt(ceiling, 2)}\n`,
       );
     }
 

@@ -19,6 +19,13 @@ export interface UpstreamAnswer {
   status: number;
   /** Lower-case names; a repeated header is an array, as undici gives it. */
   headers: Record<string, string | string[]>;
+  /**
+   * The answer's header lines a proxy passes on (`name: value\r\n`, lower-case names, in order),
+   * without framing and hop-by-hop headers: forwarding them needs no second walk over `headers`.
+   */
+  headerLines: string;
+  /** The answer's Content-Length header, when it had one (a proxy answering HEAD repeats it). */
+  contentLength: number | undefined;
   body: Buffer;
 }
 
@@ -77,6 +84,16 @@ interface Pending {
 const CRLF2 = Buffer.from('\r\n\r\n');
 const EMPTY = Buffer.alloc(0);
 const REPLAYABLE = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS']);
+// Hop-by-hop (RFC 9110 7.6.1) and framing headers: not part of `headerLines`.
+const HOP_ANSWER = new Set([
+  'content-length',
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+]);
 
 function badValue(v: string): boolean {
   for (let i = 0; i < v.length; i++) {
@@ -121,6 +138,8 @@ class Conn {
   private buf: Buffer = EMPTY;
   private status = 0;
   private headers: Record<string, string | string[]> | undefined;
+  private lines = '';
+  private contentLength: number | undefined;
   private framing = Framing.Length;
   private remaining = 0;
   private chunks: Buffer[] = [];
@@ -233,6 +252,7 @@ class Conn {
       if (!(status >= 100 && status <= 999))
         throw new UpstreamError('UPSTREAM_BAD_ANSWER', 'malformed status');
       const headers: Record<string, string | string[]> = {};
+      let lines = '';
       let length = -1;
       let chunked = false;
       let close = text.charCodeAt(7) === 48; // HTTP/1.0 closes unless it says keep-alive
@@ -249,6 +269,7 @@ class Conn {
         if (prior === undefined) headers[name] = name === 'set-cookie' ? [value] : value;
         else if (Array.isArray(prior)) prior.push(value);
         else headers[name] = [prior, value];
+        if (!HOP_ANSWER.has(name)) lines += `${name}: ${value}\r\n`;
         switch (name) {
           case 'content-length':
             if (!/^\d{1,15}$/.test(value) || (length >= 0 && Number(value) !== length))
@@ -279,6 +300,8 @@ class Conn {
       }
       this.status = status;
       this.headers = headers;
+      this.lines = lines;
+      this.contentLength = length >= 0 ? length : undefined;
       this.keepAlive = !close;
       this.chunks = [];
       this.bodyBytes = 0;
@@ -382,7 +405,13 @@ class Conn {
 
   private finish(body: Buffer): void {
     const p = this.req!;
-    const answer: UpstreamAnswer = { status: this.status, headers: this.headers!, body };
+    const answer: UpstreamAnswer = {
+      status: this.status,
+      headers: this.headers!,
+      headerLines: this.lines,
+      contentLength: this.contentLength,
+      body,
+    };
     this.req = undefined;
     this.headers = undefined;
     this.chunks = [];

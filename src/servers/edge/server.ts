@@ -243,6 +243,8 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     return out;
   }
 
+  const edgeLine = `meridian-edge: ${edgeId}\r\n`;
+
   function deliver(
     res: Http1Response,
     up: UpstreamAnswer,
@@ -250,22 +252,35 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     write: boolean,
     cookie: string | undefined,
   ): void {
-    // Hop-by-hop headers are dropped by the writer (http1.ts); deleting them here would turn the
-    // object into a slow dictionary.
     const headers = up.headers;
-    headers['meridian-edge'] = edgeId;
-    headers['meridian-route'] = routeHeader(attempt.region, attempt.reason);
     const code = up.status;
+    const route = routeHeader(attempt.region, attempt.reason);
+    let cookies: string[] | undefined;
     if (write && code >= 200 && code < 300) {
       const token = mergeTokens(
         validToken(readCookie(cookie, VERSION_COOKIE)),
         firstHeader(headers['meridian-version']),
       );
-      const cookies = rywCookies(attempt.region, token, clock.nowMs(), edgeCfg.stickyMs);
-      const prior = headers['set-cookie'];
-      headers['set-cookie'] = prior === undefined ? cookies : [...([] as string[]).concat(prior), ...cookies];
+      cookies = rywCookies(attempt.region, token, clock.nowMs(), edgeCfg.stickyMs);
     }
-    res.send(code, headers, up.body);
+    if (headers['meridian-edge'] === undefined && headers['meridian-route'] === undefined) {
+      // The common case: the region's header lines pass through as they are, ours appended.
+      let lines = `${up.headerLines}${edgeLine}meridian-route: ${route}\r\n`;
+      if (cookies) for (const c of cookies) lines += `set-cookie: ${c}\r\n`;
+      res.sendRaw(code, lines, up.body, up.contentLength);
+    } else {
+      // A region naming its own edge or route: ours replace them. Hop-by-hop headers are
+      // dropped by the writer (http1.ts); deleting them here would make the object a dictionary.
+      headers['meridian-edge'] = edgeId;
+      headers['meridian-route'] = route;
+      if (cookies) {
+        const prior = headers['set-cookie'];
+        headers['set-cookie'] =
+          prior === undefined ? cookies : [...([] as string[]).concat(prior), ...cookies];
+      }
+      if (up.contentLength !== undefined) headers['content-length'] = String(up.contentLength);
+      res.send(code, headers, up.body);
+    }
     answered(attempt.reason, code);
   }
 
