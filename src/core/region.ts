@@ -700,7 +700,8 @@ export class RegionCore {
         version: { ...(cur?.version ?? {}), [change.origin]: change.seq },
       });
     }
-    this.stageKv(tx, p.kind === 'doc' ? (p.kv ?? []) : p.kind === 'kv' ? p.entries : [], change.hlc);
+    const kv = p.kind === 'doc' ? p.kv : p.kind === 'kv' ? p.entries : undefined;
+    if (kv !== undefined && kv.length > 0) this.stageKv(tx, kv, change.hlc);
     return conflict;
   }
 
@@ -832,7 +833,13 @@ export class RegionCore {
   ): Promise<PullResult> {
     // A push stream reads on from what it has *sent*, which the peer has not yet applied: no ack then.
     if (options.ack !== false) this.noteAck(peer, have);
-    const needsSnapshot = Object.entries(this.truncated).some(([origin, t]) => seqOf(have, origin) < t);
+    let needsSnapshot = false;
+    for (const origin in this.truncated) {
+      if (Object.hasOwn(this.truncated, origin) && seqOf(have, origin) < this.truncated[origin]!) {
+        needsSnapshot = true;
+        break;
+      }
+    }
     if (needsSnapshot) {
       const snap = await this.opts.store.snapshot();
       const omitted = [...this.collections.values()]
