@@ -69,8 +69,11 @@ export class Network {
     duplicated: 0,
     reordered: 0,
   };
-  /** Directed links cut by partitions, with how many partitions cut each (they may overlap). */
-  private readonly cut = new Map<string, number>();
+  /**
+   * Directed links cut by partitions (from -> to -> how many partitions cut it; they may overlap).
+   * Two levels so that checking a link, done for every message twice, builds no key string.
+   */
+  private readonly cut = new Map<RegionId, Map<RegionId, number>>();
 
   constructor(
     private readonly time: VirtualTime,
@@ -118,7 +121,8 @@ export class Network {
   }
 
   isCut(from: RegionId, to: RegionId): boolean {
-    return (this.cut.get(`${from}>${to}`) ?? 0) > 0;
+    if (this.cut.size === 0) return false;
+    return (this.cut.get(from)?.get(to) ?? 0) > 0;
   }
 
   /** Cuts traffic from every region of `from` to every region of `to` (and back unless `oneWay`). */
@@ -138,15 +142,24 @@ export class Network {
     for (const a of from) {
       for (const b of to) {
         if (a === b) continue;
-        this.bump(`${a}>${b}`, by);
-        if (!oneWay) this.bump(`${b}>${a}`, by);
+        this.bump(a, b, by);
+        if (!oneWay) this.bump(b, a, by);
       }
     }
   }
 
-  private bump(link: string, by: number): void {
-    const n = Math.max(0, (this.cut.get(link) ?? 0) + by);
-    if (n === 0) this.cut.delete(link);
-    else this.cut.set(link, n);
+  private bump(from: RegionId, to: RegionId, by: number): void {
+    let links = this.cut.get(from);
+    const n = Math.max(0, (links?.get(to) ?? 0) + by);
+    if (n === 0) {
+      links?.delete(to);
+      if (links?.size === 0) this.cut.delete(from);
+      return;
+    }
+    if (!links) {
+      links = new Map();
+      this.cut.set(from, links);
+    }
+    links.set(to, n);
   }
 }

@@ -114,7 +114,6 @@ class Simulation {
   readonly history: History;
   readonly workload: Workload;
   private readonly fifo = new Map<RegionId, OpRecord[]>();
-  private readonly opByValue = new Map<string, OpRecord>();
   private readonly inflight = new Map<RegionId, Set<OpRecord>>();
   private readonly sessions: SessionState[] = [];
   readonly lagMs = new Map<string, number[]>();
@@ -431,7 +430,6 @@ class Simulation {
       case 'put': {
         const value = `v${op.id}`;
         op.value = value;
-        this.opByValue.set(value, op);
         p = core.put(plan.collection, plan.key, value, plan.home ? { homeRegion: plan.home } : {});
         break;
       }
@@ -603,7 +601,9 @@ class Simulation {
 
   private matchOp(region: RegionId, delta: DocState): OpRecord | undefined {
     if (delta.t === 'reg' && !delta.deleted && typeof delta.value === 'string') {
-      return this.opByValue.get(delta.value);
+      // A put writes `v<op id>`: the value names its op, so no map of every value is kept.
+      const op = delta.value.startsWith('v') ? this.history.ops[Number(delta.value.slice(1))] : undefined;
+      return op?.value === delta.value ? op : undefined;
     }
     const op = this.fifo.get(region)!.shift();
     if (!op) throw new Error(`sim: a ${delta.t} change at ${region} matches no client operation`);

@@ -130,6 +130,11 @@ const KEYS: Record<string, { prefix: string; count: number }> = {
   'eu-profiles': { prefix: 'e', count: 30 },
 };
 const MEMBERS = ['red', 'green', 'blue', 'amber', 'teal', 'plum'];
+/** Every key name of each pool, built once (a key is drawn for every operation). */
+const KEY_NAMES = new Map(
+  Object.entries(KEYS).map(([c, k]) => [c, Array.from({ length: k.count }, (_, i) => `${k.prefix}${i}`)]),
+);
+const COLLECTION_NAMES = Object.values(SIM_COLLECTIONS);
 
 export interface Session {
   id: number;
@@ -164,6 +169,8 @@ export class Workload {
   private readonly cumulative: number[] = [];
   private readonly total: number;
   private readonly holders: Map<string, RegionId[]>;
+  /** Per home region, the other regions (where roaming sessions go). */
+  private readonly others = new Map<RegionId, RegionId[]>();
 
   constructor(
     readonly spec: WorkloadSpec,
@@ -181,6 +188,11 @@ export class Workload {
     }
     this.total = sum;
     this.holders = new Map(collections.map((c) => [c.name, c.residency ? [...c.residency] : [...regions]]));
+    for (const r of regions)
+      this.others.set(
+        r,
+        regions.filter((x) => x !== r),
+      );
     let id = 0;
     for (const home of regions) {
       for (let i = 0; i < sessionsPerRegion; i++) {
@@ -199,15 +211,15 @@ export class Workload {
   }
 
   private key(s: Session, collection: string): string {
-    const k = KEYS[collection]!;
     if (s.rng.chance(0.5)) return s.rng.pick(s.favorites.get(collection)!);
-    return `${k.prefix}${s.rng.int(0, k.count - 1)}`;
+    const names = KEY_NAMES.get(collection)!;
+    return names[s.rng.int(0, names.length - 1)]!;
   }
 
   /** The region a session sends to: mostly its own, sometimes another (roaming, failover). */
   private target(s: Session): RegionId {
     if (this.regions.length === 1 || !s.rng.chance(0.25)) return s.home;
-    return s.rng.pick(this.regions.filter((r) => r !== s.home));
+    return s.rng.pick(this.others.get(s.home)!);
   }
 
   home(collection: string, key: string): RegionId {
@@ -222,7 +234,7 @@ export class Workload {
     const c = SIM_COLLECTIONS;
     switch (choice) {
       case 'get': {
-        const collection = s.rng.pick(Object.values(c));
+        const collection = s.rng.pick(COLLECTION_NAMES);
         return { kind: 'get', collection, key: this.key(s, collection), region: this.target(s) };
       }
       case 'lww-put':
