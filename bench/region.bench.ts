@@ -9,7 +9,7 @@
  * BENCH_RATE (writes/s per region, default 1000), BENCH_SYNC_WRITES (default 20),
  * BENCH_LAG_VARIANTS=0 (skip (b)'s lower-demand runs).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -125,6 +125,9 @@ async function localWrites(): Promise<void> {
     progress(`open loop at ${RATE} writes/s, ${seconds} s`);
     // The open-loop client gets its own event loop (a real client is another process): its timer
     // lateness and response parsing must not be counted as the node's latency.
+    const pid = nodePid(c.configPath, 'us-east-1');
+    const sched0 = schedstat(pid);
+    const pacedWall0 = performance.now();
     const buckets0 = await serverPutBuckets(spec.url);
     const paced = await runLoadInWorker({
       ...spec,
@@ -133,6 +136,7 @@ async function localWrites(): Promise<void> {
       connections: 32,
     });
     const buckets1 = await serverPutBuckets(spec.url);
+    const waitShare = (schedstat(pid).waitNs - sched0.waitNs) / 1e6 / (performance.now() - pacedWall0);
     const servedWithin = (le: string) => {
       const all = (buckets1.get('+Inf') ?? 0) - (buckets0.get('+Inf') ?? 0);
       return ((buckets1.get(le) ?? 0) - (buckets0.get(le) ?? 0)) / Math.max(1, all);
@@ -183,8 +187,13 @@ async function localWrites(): Promise<void> {
     );
     table(
       `open loop at ${RATE}/s: share of writes the node itself answered within (fastify's elapsed time, histogram)`,
-      ['1 ms', '2.5 ms', '5 ms', '10 ms'],
-      [['0.001', '0.0025', '0.005', '0.01'].map((le) => `${fmt(servedWithin(le) * 100)}%`)],
+      ['1 ms', '2.5 ms', '5 ms', '10 ms', "node's event loop waiting for a CPU (run queue)"],
+      [
+        [
+          ...['0.001', '0.0025', '0.005', '0.01'].map((le) => `${fmt(servedWithin(le) * 100)}%`),
+          `${fmt(waitShare * 100)}% of the time`,
+        ],
+      ],
     );
     const verdict = maxPerSec >= 5000 && percentile(p, 99) < 5;
     process.stdout.write(
@@ -224,6 +233,38 @@ async function wanCluster(regions: string[] = LAB_REGIONS) {
   return { wan, c };
 }
 
+/** The pid of a region's `meridian region` process (found by its command line). */
+function nodePid(configPath: string, region: string): number | undefined {
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      const i = argv.indexOf('--region');
+      if (i > 0 && argv[i + 1] === region && argv.includes(configPath)) return Number(d);
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Linux scheduler statistics of a process's main thread (its event loop): ns on a CPU, ns waiting
+ * runnable in the run queue. Waiting is the direct measure of a machine with too few cores.
+ */
+function schedstat(pid: number | undefined): { runNs: number; waitNs: number } {
+  if (pid === undefined) return { runNs: Number.NaN, waitNs: Number.NaN };
+  try {
+    const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8')
+      .trim()
+      .split(' ')
+      .map(Number);
+    return { runNs: run!, waitNs: wait! };
+  } catch {
+    return { runNs: Number.NaN, waitNs: Number.NaN };
+  }
+}
+
 interface LagRun {
   label: string;
   /** Worst link: lag p50 and p99 minus the link's one-way delay. */
@@ -231,6 +272,8 @@ interface LagRun {
   worstP99OverMs: number;
   met: boolean;
   cpuShare: number;
+  /** Share of the wall time each node's event loop spent runnable but waiting for a CPU (mean). */
+  waitShare: number;
   load1: number;
 }
 
@@ -241,6 +284,8 @@ async function lagRun(regions: string[], rate: number, seconds: number): Promise
   const { wan, c } = await wanCluster(regions);
   try {
     progress(`${label}: load running in worker threads (one per region), ${seconds} s`);
+    const pids = regions.map((r) => nodePid(c.configPath, r));
+    const sched0 = pids.map(schedstat);
     const cpu0 = await Promise.all(regions.map((r) => nodeCpuSeconds(c.url(r))));
     const wall0 = performance.now();
     const results: LoadResult[] = await Promise.all(
@@ -258,6 +303,7 @@ async function lagRun(regions: string[], rate: number, seconds: number): Promise
     );
     const cpu1 = await Promise.all(regions.map((r) => nodeCpuSeconds(c.url(r))));
     const wallS = (performance.now() - wall0) / 1000;
+    const waits = pids.map((p, i) => (schedstat(p).waitNs - sched0[i]!.waitNs) / 1e9 / wallS);
     const load1 = loadavg()[0]!;
     // Let the last changes land before reading the lag summaries.
     await new Promise((r) => setTimeout(r, 1000));
@@ -289,11 +335,17 @@ async function lagRun(regions: string[], rate: number, seconds: number): Promise
     const shares = regions.map((_, i) => (cpu1[i]! - cpu0[i]!) / wallS);
     table(
       `${label}: CPU of each region node (load average ${fmt(load1)} on ${cpus().length} cores)`,
-      ['region', 'CPU s', 'share of one core'],
-      regions.map((r, i) => [r, cpu1[i]! - cpu0[i]!, `${fmt(shares[i]! * 100)}%`]),
+      ['region', 'CPU s', 'share of one core', 'event loop waiting for a CPU (run queue)'],
+      regions.map((r, i) => [
+        r,
+        cpu1[i]! - cpu0[i]!,
+        `${fmt(shares[i]! * 100)}%`,
+        `${fmt(waits[i]! * 100)}%`,
+      ]),
     );
     const cpuShare = shares.reduce((a, b) => a + b, 0) / shares.length;
-    return { label, worstP50OverMs, worstP99OverMs, met, cpuShare, load1 };
+    const waitShare = waits.reduce((a, b) => a + b, 0) / waits.length;
+    return { label, worstP50OverMs, worstP99OverMs, met, cpuShare, waitShare, load1 };
   } finally {
     await c.stop();
     await wan.close();
@@ -319,13 +371,22 @@ async function replicationLag(): Promise<void> {
   }
   table(
     'lag beyond the one-way delay vs CPU demand (worst link of each run)',
-    ['run', 'p50 - one-way', 'p99 - one-way', 'p99 <= one-way + 10', 'CPU per node', 'load avg'],
+    [
+      'run',
+      'p50 - one-way',
+      'p99 - one-way',
+      'p99 <= one-way + 10',
+      'CPU per node',
+      'run-queue wait per node',
+      'load avg',
+    ],
     runs.map((r) => [
       r.label,
       r.worstP50OverMs,
       r.worstP99OverMs,
       r.met ? 'yes' : 'NO',
       `${fmt(r.cpuShare * 100)}%`,
+      `${fmt(r.waitShare * 100)}%`,
       r.load1,
     ]),
   );
