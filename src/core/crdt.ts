@@ -32,9 +32,12 @@ export interface CounterState {
  */
 export interface SetState {
   t: 'set';
-  /** member -> live tags, sorted. */
+  /** member -> live tags, sorted, without duplicates. A tag belongs to one member and is never also in `removed`. */
   adds: Record<string, string[]>;
-  /** Tags removed so far, sorted; kept so that a late duplicate of an add cannot resurrect it. */
+  /**
+   * Tags removed so far, sorted, without duplicates; kept so that a late duplicate of an add cannot
+   * resurrect it. `mergeSet` relies on these invariants (every state the system builds keeps them).
+   */
   removed: string[];
 }
 
@@ -103,35 +106,37 @@ export function counterValue(s: CounterState): number {
 }
 
 /**
- * Union of two sorted tag lists, sorted and without duplicates, in one linear pass. Returns one of
- * its inputs unchanged when that input already holds the union (the common case of merging a
+ * Union of two tag lists, each sorted without duplicates (SetState's invariant), in one linear
+ * pass. Returns an input unchanged when it already is the union (the common case of merging a
  * small delta into a state), so no array is built.
  */
 function sortedUnion(a: readonly string[], b: readonly string[]): readonly string[] {
-  if (b.length === 0 && isStrictlySorted(a)) return a;
-  if (a.length === 0 && isStrictlySorted(b)) return b;
+  if (b.length === 0) return a;
+  if (a.length === 0) return b;
   const out: string[] = [];
   let i = 0;
   let j = 0;
-  let last: string | undefined;
-  while (i < a.length || j < b.length) {
-    let x: string;
-    if (j >= b.length || (i < a.length && a[i]! <= b[j]!)) x = a[i++]!;
-    else x = b[j++]!;
-    if (x !== last) {
+  while (i < a.length && j < b.length) {
+    const x = a[i]!;
+    const y = b[j]!;
+    if (x === y) {
       out.push(x);
-      last = x;
+      i++;
+      j++;
+    } else if (x < y) {
+      out.push(x);
+      i++;
+    } else {
+      out.push(y);
+      j++;
     }
   }
-  if (out.length === a.length && isStrictlySorted(a)) return a;
-  if (out.length === b.length && isStrictlySorted(b)) return b;
+  while (i < a.length) out.push(a[i++]!);
+  while (j < b.length) out.push(b[j++]!);
+  // Same length as an input means that input already held every tag.
+  if (out.length === a.length) return a;
+  if (out.length === b.length) return b;
   return out;
-}
-
-/** Sorted without duplicates: the invariant of every tag list a state holds. */
-function isStrictlySorted(a: readonly string[]): boolean {
-  for (let i = 1; i < a.length; i++) if (!(a[i - 1]! < a[i]!)) return false;
-  return true;
 }
 
 /** Binary search in a sorted list. */
