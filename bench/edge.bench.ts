@@ -9,7 +9,7 @@
  * (default 2): interleaved rounds, best kept; EDGE_BENCH_CONNECTIONS (default 32);
  * EDGE_BENCH_ONLY=proxy|failover runs one half.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
@@ -65,14 +65,37 @@ function benchConfig(upstream: string, edgePort: number, extra: Record<string, u
   return path;
 }
 
-async function peak(url: string): Promise<LoadResult> {
-  // A short warm-up first: JIT for the edge, connection pools for both.
-  if (hasWrk()) {
-    await runWrk(url, CONNECTIONS, 1000);
-    return runWrk(url, CONNECTIONS, SECONDS * 1000);
+/**
+ * CPU time (user + system) a process and its children (nginx's worker) have used, in µs; NaN
+ * where /proc is missing. Per request, it is a steadier comparison than req/s on a shared
+ * machine: it does not depend on how much of the CPU the other processes leave.
+ */
+function cpuUs(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  const one = (p: number): number => {
+    const f = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1e6) / CLOCK_TICKS;
+  };
+  try {
+    let total = one(pid);
+    const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+    for (const k of kids ? kids.split(/\s+/) : []) total += one(Number(k));
+    return total;
+  } catch {
+    return Number.NaN;
   }
-  await closedLoop(url, CONNECTIONS, 1000);
-  return closedLoop(url, CONNECTIONS, SECONDS * 1000);
+}
+const CLOCK_TICKS = 100;
+
+async function peak(url: string, pid?: number): Promise<LoadResult & { cpuUsPerRequest: number }> {
+  // A short warm-up first: JIT for the edge, connection pools for both.
+  if (hasWrk()) await runWrk(url, CONNECTIONS, 1000);
+  else await closedLoop(url, CONNECTIONS, 1000);
+  const before = cpuUs(pid);
+  const r = hasWrk()
+    ? await runWrk(url, CONNECTIONS, SECONDS * 1000)
+    : await closedLoop(url, CONNECTIONS, SECONDS * 1000);
+  return { ...r, cpuUsPerRequest: (cpuUs(pid) - before) / r.requests };
 }
 
 /** p50/p99 of each target at about `rate` requests per second; best p99 of ROUNDS interleaved runs. */
@@ -155,22 +178,31 @@ export async function proxyBench(): Promise<void> {
     ];
     // The ceiling of one Node event loop, measured for throughput only.
     const peakTargets: [string, string][] = [...targets, ['bare Node TCP relay (ceiling)', relay.url]];
+    const pids = new Map<string, number | undefined>([
+      ['nginx proxy_pass', proxy?.child.pid],
+      ['meridian edge', edge.child.pid],
+      ['bare Node TCP relay (ceiling)', relay.child.pid],
+    ]);
     // Best of ROUNDS interleaved runs: on a shared machine the load of other processes drifts, and
     // interleaving keeps that drift from favouring whichever target happens to run in a quiet moment.
     const peaks = new Map<string, LoadResult>();
+    // The proxy's own CPU per request: the least of the rounds (the one least disturbed).
+    const cpu = new Map<string, number>();
     for (let round = 1; round <= ROUNDS; round++) {
       for (const [name, url] of peakTargets) {
         process.stdout.write(`  peak ${round}/${ROUNDS}: ${name} ...\n`);
-        const r = await peak(url + PATH);
+        const r = await peak(url + PATH, pids.get(name));
         const best = peaks.get(name);
         if (!best || r.rps > best.rps) peaks.set(name, r);
+        if (!(r.cpuUsPerRequest >= (cpu.get(name) ?? Number.POSITIVE_INFINITY)))
+          cpu.set(name, r.cpuUsPerRequest);
       }
     }
     const edgePeak = peaks.get('meridian edge')!;
     const nginxPeak = peaks.get('nginx proxy_pass');
     process.stdout.write(
       `\n${table([
-        ['peak throughput', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'vs nginx'],
+        ['peak throughput', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'vs nginx', 'proxy CPU µs/req'],
         ...[...peaks].map(([name, r]) => [
           name,
           fmt(r.rps),
@@ -178,6 +210,7 @@ export async function proxyBench(): Promise<void> {
           fmt(r.p99Ms, 2),
           String(r.errors),
           nginxPeak ? fmt(r.rps / nginxPeak.rps, 2) : '-',
+          fmt(cpu.get(name) ?? Number.NaN, 1),
         ]),
       ])}\n`,
     );
