@@ -286,6 +286,7 @@ async function lagRun(regions: string[], rate: number, seconds: number): Promise
     progress(`${label}: load running in worker threads (one per region), ${seconds} s`);
     const pids = regions.map((r) => nodePid(c.configPath, r));
     const sched0 = pids.map(schedstat);
+    const wanSched0 = schedstat(process.pid); // this thread runs the WAN emulator
     const cpu0 = await Promise.all(regions.map((r) => nodeCpuSeconds(c.url(r))));
     const wall0 = performance.now();
     const results: LoadResult[] = await Promise.all(
@@ -304,6 +305,7 @@ async function lagRun(regions: string[], rate: number, seconds: number): Promise
     const cpu1 = await Promise.all(regions.map((r) => nodeCpuSeconds(c.url(r))));
     const wallS = (performance.now() - wall0) / 1000;
     const waits = pids.map((p, i) => (schedstat(p).waitNs - sched0[i]!.waitNs) / 1e9 / wallS);
+    const wanSched1 = schedstat(process.pid);
     const load1 = loadavg()[0]!;
     // Let the last changes land before reading the lag summaries.
     await new Promise((r) => setTimeout(r, 1000));
@@ -336,12 +338,20 @@ async function lagRun(regions: string[], rate: number, seconds: number): Promise
     table(
       `${label}: CPU of each region node (load average ${fmt(load1)} on ${cpus().length} cores)`,
       ['region', 'CPU s', 'share of one core', 'event loop waiting for a CPU (run queue)'],
-      regions.map((r, i) => [
-        r,
-        cpu1[i]! - cpu0[i]!,
-        `${fmt(shares[i]! * 100)}%`,
-        `${fmt(waits[i]! * 100)}%`,
-      ]),
+      [
+        ...regions.map((r, i) => [
+          r,
+          cpu1[i]! - cpu0[i]!,
+          `${fmt(shares[i]! * 100)}%`,
+          `${fmt(waits[i]! * 100)}%`,
+        ]),
+        [
+          'WAN emulator (bench main thread)',
+          (wanSched1.runNs - wanSched0.runNs) / 1e9,
+          `${fmt(((wanSched1.runNs - wanSched0.runNs) / 1e9 / wallS) * 100)}%`,
+          `${fmt(((wanSched1.waitNs - wanSched0.waitNs) / 1e9 / wallS) * 100)}%`,
+        ],
+      ],
     );
     const cpuShare = shares.reduce((a, b) => a + b, 0) / shares.length;
     const waitShare = waits.reduce((a, b) => a + b, 0) / waits.length;
