@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import type { Worker } from 'node:worker_threads';
 import { eventually } from '../../test/support/cluster.js';
 import type { RegState } from '../core/crdt.js';
 import type { CommitBatch } from '../core/store.js';
@@ -55,6 +56,26 @@ describe('SqliteStore checkpointer', () => {
       const doc = await again.getDoc('settings', 'k100');
       assert.deepEqual((doc?.state as RegState | undefined)?.value, { i: 100, pad: 'x'.repeat(4000) });
       await again.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('falls back to SQLite automatic checkpoint when the thread dies, and still closes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meridian-ckpt-'));
+    const path = join(dir, 'r.db');
+    try {
+      const store = SqliteStore.open({ path, checkpointAfterCommits: 1, checkpointIntervalMs: 60_000 });
+      await store.commit(batch(1));
+      const inner = store as unknown as { checkpointer?: { worker: Worker; exited: Promise<void> } };
+      const c = inner.checkpointer;
+      assert.ok(c, 'the checkpointer started');
+      await c.worker.terminate();
+      await c.exited;
+      assert.equal(inner.checkpointer, undefined);
+      for (let i = 2; i <= 700; i++) await store.commit(batch(i));
+      assert.ok(statSync(path).size > 400_000, 'the commits checkpointed again');
+      await store.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

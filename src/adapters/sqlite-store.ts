@@ -200,7 +200,8 @@ export class SqliteStore implements RegionStore {
   private readonly path: string;
   private readonly checkpointIntervalMs: number;
   private commitsBeforeCheckpointer: number;
-  private checkpointer: Worker | undefined;
+  private checkpointer: { worker: Worker; exited: Promise<void> } | undefined;
+  private closing = false;
 
   private constructor(options: SqliteStoreOptions) {
     this.path = options.path;
@@ -278,12 +279,15 @@ export class SqliteStore implements RegionStore {
       eval: true,
       workerData: { driver: driverPath, path: this.path, intervalMs: this.checkpointIntervalMs },
     });
+    const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
     // If the thread dies, SQLite's own automatic checkpoint takes over again.
-    w.once('error', () => {
-      if (this.db.open) this.db.pragma('wal_autocheckpoint = 1000');
+    w.once('exit', () => {
+      if (this.checkpointer?.worker === w) this.checkpointer = undefined;
+      if (this.db.open && !this.closing) this.db.pragma('wal_autocheckpoint = 1000');
     });
+    w.once('error', () => undefined); // followed by 'exit'
     w.unref();
-    this.checkpointer = w;
+    this.checkpointer = { worker: w, exited };
   }
 
   async readLog(have: VersionVector, limit: number): Promise<Change[]> {
@@ -320,14 +324,14 @@ export class SqliteStore implements RegionStore {
   }
 
   async close(): Promise<void> {
-    const w = this.checkpointer;
+    const c = this.checkpointer;
     this.checkpointer = undefined;
+    this.closing = true;
     this.commitsBeforeCheckpointer = 0;
-    if (w) {
-      const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
-      w.ref(); // keeps the process alive until the thread has closed its connection
-      w.postMessage('close');
-      await exited;
+    if (c) {
+      c.worker.ref(); // keeps the process alive until the thread has closed its connection
+      c.worker.postMessage('close');
+      await c.exited;
     }
     // The last connection to close checkpoints the WAL into the database file.
     if (this.db.open) this.db.close();
