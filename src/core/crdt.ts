@@ -160,32 +160,45 @@ function hasSorted(a: readonly string[], x: string): boolean {
 export function mergeSet(a: SetState, b: SetState): MergeResult<SetState> {
   if (a === b) return { state: a, conflict: false };
   const removed = sortedUnion(a.removed, b.removed);
-  const members = Object.keys(a.adds);
+  const aAdds = a.adds;
+  const bAdds = b.adds;
+  const members = Object.keys(aAdds);
   const own = members.length;
-  for (const m of Object.keys(b.adds)) if (!Object.hasOwn(a.adds, m)) members.push(m);
-  const aSorted = sortedKeys(a.adds);
+  let aSorted = true;
+  for (let i = 1; i < own; i++) {
+    if (!(members[i - 1]! < members[i]!)) {
+      aSorted = false;
+      break;
+    }
+  }
+  for (const m of Object.keys(bAdds)) if (!Object.hasOwn(aAdds, m)) members.push(m);
   if (members.length > own || !aSorted) members.sort();
   const adds: Record<string, string[]> = {};
   // Whether `adds` equals a.adds exactly (same members, same lists, same order): then share it.
   let sameAsA = aSorted;
-  for (const m of members) {
-    const fromA = Object.hasOwn(a.adds, m) ? a.adds[m] : undefined;
-    let tags = sortedUnion(fromA ?? [], (Object.hasOwn(b.adds, m) ? b.adds[m] : undefined) ?? []);
-    if (removed.length > 0 && tags.some((t) => hasSorted(removed, t))) {
-      tags = tags.filter((t) => !hasSorted(removed, t));
-    }
+  for (let i = 0; i < members.length; i++) {
+    const m = members[i]!;
+    const fromA = Object.hasOwn(aAdds, m) ? aAdds[m] : undefined;
+    const fromB = Object.hasOwn(bAdds, m) ? bAdds[m] : undefined;
+    let tags = fromA === undefined ? (fromB ?? []) : fromB === undefined ? fromA : sortedUnion(fromA, fromB);
+    if (removed.length > 0) tags = withoutRemoved(tags, removed);
     if (tags.length > 0) {
       adds[m] = tags as string[];
       if (tags !== fromA) sameAsA = false;
     } else if (fromA !== undefined) sameAsA = false;
   }
-  const state: SetState = {
-    t: 'set',
-    adds: sameAsA ? a.adds : adds,
-    removed: removed as string[],
-  };
   if (sameAsA && removed === a.removed) return { state: a, conflict: false };
-  return { state, conflict: false };
+  return { state: { t: 'set', adds: sameAsA ? aAdds : adds, removed: removed as string[] }, conflict: false };
+}
+
+/** `tags` without the removed ones; `tags` itself when none is removed (the usual case). */
+function withoutRemoved(tags: readonly string[], removed: readonly string[]): readonly string[] {
+  let i = 0;
+  while (i < tags.length && !hasSorted(removed, tags[i]!)) i++;
+  if (i === tags.length) return tags;
+  const out = tags.slice(0, i);
+  for (i++; i < tags.length; i++) if (!hasSorted(removed, tags[i]!)) out.push(tags[i]!);
+  return out;
 }
 
 export function setMembers(s: SetState): string[] {

@@ -508,7 +508,7 @@ export class RegionCore {
       // One tag per member and change: a remove of one member must not cover another's add.
       const adds: Record<string, string[]> = {};
       members.forEach((m, i) => {
-        adds[m] = [`${this.region}:${seq}.${i}`];
+        adds[m] = [flatString(`${this.region}:${seq}.${i}`)];
       });
       return { t: 'set', adds, removed: [] } satisfies SetState;
     });
@@ -596,7 +596,7 @@ export class RegionCore {
   ): Promise<DocView> {
     const { view, seq } = await this.enqueue(async (tx) => {
       const seq = tx.seqOf(this.region) + 1;
-      const hlc = encodeHlc(this.hlc.now());
+      const hlc = flatString(encodeHlc(this.hlc.now()));
       if (!tx.loadNow(spec.name, key)) await tx.getDoc(spec.name, key);
       const delta = makeDelta(tx, seq, hlc);
       const change: Change = {
@@ -646,7 +646,7 @@ export class RegionCore {
         typeof entries === 'function' ? await entries((ns, k) => this.readInTx(tx, ns, k)) : entries;
       if (list.length === 0) return tx.applied;
       const seq = tx.seqOf(this.region) + 1;
-      const hlc = encodeHlc(this.hlc.now());
+      const hlc = flatString(encodeHlc(this.hlc.now()));
       this.stage(tx, { origin: this.region, seq, hlc, payload: { kind: 'kv', entries: list } });
       return tx.applied;
     });
@@ -1081,6 +1081,15 @@ export class RegionCore {
 function covers(a: VersionVector, b: VersionVector): boolean {
   for (const r in b) if (Object.hasOwn(b, r) && (a[r] ?? 0) < b[r]!) return false;
   return true;
+}
+
+/**
+ * The same string in V8's flat, internalized form. A concatenation yields a tree of parts, which
+ * every comparison walks again; set tags and HLCs are compared on each merge, on every region,
+ * for as long as they live, so they are flattened once when made (an object key is internalized).
+ */
+function flatString(s: string): string {
+  return Object.keys({ [s]: 0 })[0]!;
 }
 
 /**
