@@ -27,13 +27,23 @@ export type DurableCommitHook = (batch: CommitBatch, appliedBefore: VersionVecto
 /** The durable contents of one region's disk. It outlives region processes; a lost region drops it. */
 export class DurableState {
   readonly docs = new Map<string, DocRecord>();
+  /** The same documents by collection, then key: reads look up here without building an id string. */
+  private readonly byCollection = new Map<string, Map<string, DocRecord>>();
   readonly kv = new Map<string, KvRecord>();
   readonly logs = new Map<RegionId, OriginLog>();
   state: StoredState = { applied: {}, truncated: {}, maxHlc: undefined };
   private appendPos = 0;
 
   apply(batch: CommitBatch): void {
-    for (const d of batch.docs) this.docs.set(docId(d.collection, d.key), d);
+    for (const d of batch.docs) {
+      this.docs.set(docId(d.collection, d.key), d);
+      let byKey = this.byCollection.get(d.collection);
+      if (!byKey) {
+        byKey = new Map();
+        this.byCollection.set(d.collection, byKey);
+      }
+      byKey.set(d.key, d);
+    }
     for (const r of batch.kv) this.kv.set(kvId(r.ns, r.key), r);
     let maxHlc = this.state.maxHlc;
     for (const c of batch.changes) {
@@ -48,6 +58,10 @@ export class DurableState {
       if (maxHlc === undefined || c.hlc > maxHlc) maxHlc = c.hlc;
     }
     this.state = { applied: batch.applied, truncated: this.state.truncated, maxHlc };
+  }
+
+  getDoc(collection: string, key: string): DocRecord | undefined {
+    return this.byCollection.get(collection)?.get(key);
   }
 
   readLog(have: VersionVector, limit: number): Change[] {
@@ -141,12 +155,12 @@ export class SimStore implements RegionStore {
 
   async getDoc(collection: string, key: string): Promise<DocRecord | undefined> {
     this.time.activity++;
-    return this.durable.docs.get(docId(collection, key));
+    return this.durable.getDoc(collection, key);
   }
 
   /** Reads need no simulated wait (the disk model delays commits only), so they may be synchronous. */
   getDocSync(collection: string, key: string): DocRecord | undefined {
-    return this.durable.docs.get(docId(collection, key));
+    return this.durable.getDoc(collection, key);
   }
 
   commit(batch: CommitBatch): Promise<void> {
