@@ -132,8 +132,14 @@ interface TxDoc {
 
 /** The documents and changes of one group commit, read through a cache so ops in a batch see each other. */
 class BatchTx {
-  /** collection -> key -> document: two levels, so a lookup builds no composite key string. */
-  private readonly docs = new Map<string, Map<string, TxDoc>>();
+  /**
+   * The first document the batch touches is held inline (most batches of local writes touch one);
+   * further ones go to collection -> key maps (two levels: a lookup builds no composite key string).
+   */
+  private firstCollection: string | undefined;
+  private firstKey: string | undefined;
+  private first: TxDoc | undefined;
+  private docs: Map<string, Map<string, TxDoc>> | undefined;
   /** Documents to write, in the order they were first staged. */
   private readonly written: TxDoc[] = [];
   readonly changes: Change[] = [];
@@ -183,16 +189,36 @@ class BatchTx {
   }
 
   private entry(collection: string, key: string): TxDoc | undefined {
-    return this.docs.get(collection)?.get(key);
+    if (this.firstKey === key && this.firstCollection === collection) return this.first;
+    return this.docs?.get(collection)?.get(key);
   }
 
   private setEntry(collection: string, key: string, e: TxDoc): void {
+    if (this.first === undefined) {
+      this.firstCollection = collection;
+      this.firstKey = key;
+      this.first = e;
+      return;
+    }
+    if (this.firstKey === key && this.firstCollection === collection) {
+      this.first = e;
+      return;
+    }
+    this.docs ??= new Map();
     let byKey = this.docs.get(collection);
     if (!byKey) {
       byKey = new Map();
       this.docs.set(collection, byKey);
     }
     byKey.set(key, e);
+  }
+
+  private dropEntry(collection: string, key: string, e: TxDoc): void {
+    if (this.first === e) {
+      this.first = undefined;
+      this.firstCollection = undefined;
+      this.firstKey = undefined;
+    } else if (this.docs?.get(collection)?.get(key) === e) this.docs.get(collection)!.delete(key);
   }
 
   /** Caches the document now when the store can read synchronously; false when `getDoc` must be awaited. */
@@ -234,7 +260,7 @@ class BatchTx {
           },
           (error: unknown) => {
             // A failed read must not leave the placeholder behind as "absent".
-            if (this.entry(collection, key) === e && !e.touched) this.docs.get(collection)!.delete(key);
+            if (!e.touched) this.dropEntry(collection, key, e);
             throw error;
           },
         ),
