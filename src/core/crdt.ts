@@ -55,7 +55,9 @@ export function regWins(a: RegState, b: RegState): boolean {
 
 export function mergeReg(a: RegState, b: RegState): MergeResult<RegState> {
   if (a.hlc === b.hlc && a.origin === b.origin) return { state: a, conflict: false };
-  const [winner, loser] = regWins(a, b) ? [a, b] : [b, a];
+  const aWins = regWins(a, b);
+  const winner = aWins ? a : b;
+  const loser = aWins ? b : a;
   return { state: winner, conflict: winner.prevHlc < loser.hlc };
 }
 
