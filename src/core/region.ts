@@ -113,7 +113,8 @@ export interface RegionStats {
 }
 
 interface Mutation<T> {
-  run(tx: BatchTx): Promise<T>;
+  /** Runs inside the batch; a mutation that needs no I/O may answer synchronously. */
+  run(tx: BatchTx): T | Promise<T>;
   resolve(v: T): void;
   reject(e: unknown): void;
   /** The outcome once run: kept on the mutation itself (no result object per operation). */
@@ -620,31 +621,14 @@ export class RegionCore {
     /** Reads the document with `tx.cached` (loaded before it is called). */
     makeDelta: (tx: BatchTx, seq: number, hlc: string) => DocState,
   ): Promise<DocView> {
-    const { view, seq } = await this.enqueue(async (tx) => {
+    const { view, seq } = await this.enqueue((tx) => {
       const seq = tx.seqOf(this.region) + 1;
       const hlc = flatString(encodeHlc(this.hlc.now()));
-      if (!tx.loadNow(spec.name, key)) await tx.getDoc(spec.name, key);
-      const delta = makeDelta(tx, seq, hlc);
-      const change: Change = {
-        origin: this.region,
-        seq,
-        hlc,
-        payload: options.kv?.length
-          ? { kind: 'doc', collection: spec.name, key, delta, kv: options.kv }
-          : { kind: 'doc', collection: spec.name, key, delta },
-      };
-      this.stage(tx, change);
-      this.counts.localWrites++;
-      const doc = tx.cached(spec.name, key)!;
-      const view: DocView = { key, value: docValue(doc.state), version: tx.applied };
-      if (options.kvAfter) {
-        const more = await options.kvAfter(view, (ns, k) => this.readInTx(tx, ns, k));
-        if (more.length > 0 && change.payload.kind === 'doc') {
-          change.payload.kv = [...(change.payload.kv ?? []), ...more];
-          this.stageKv(tx, more, hlc);
-        }
-      }
-      return { view, seq };
+      // Synchronous when the store reads synchronously and there is no kvAfter: no promise per write.
+      if (tx.loadNow(spec.name, key)) return this.writeInTx(tx, spec, key, options, makeDelta, seq, hlc);
+      return tx
+        .getDoc(spec.name, key)
+        .then(() => this.writeInTx(tx, spec, key, options, makeDelta, seq, hlc));
     });
     if (spec.replication.mode === 'sync') {
       const ok = await this.waitForAcks(spec, seq);
@@ -659,6 +643,41 @@ export class RegionCore {
       }
     }
     return { key: view.key, value: view.value, version: joinVersions(view.version, this.applied) };
+  }
+
+  /** The body of a local write inside its transaction, once the document is cached. */
+  private writeInTx(
+    tx: BatchTx,
+    spec: CollectionSpec,
+    key: string,
+    options: WriteOptions,
+    makeDelta: (tx: BatchTx, seq: number, hlc: string) => DocState,
+    seq: number,
+    hlc: string,
+  ): { view: DocView; seq: number } | Promise<{ view: DocView; seq: number }> {
+    const delta = makeDelta(tx, seq, hlc);
+    const change: Change = {
+      origin: this.region,
+      seq,
+      hlc,
+      payload: options.kv?.length
+        ? { kind: 'doc', collection: spec.name, key, delta, kv: options.kv }
+        : { kind: 'doc', collection: spec.name, key, delta },
+    };
+    this.stage(tx, change);
+    this.counts.localWrites++;
+    const doc = tx.cached(spec.name, key)!;
+    const view: DocView = { key, value: docValue(doc.state), version: tx.applied };
+    const kvAfter = options.kvAfter;
+    if (!kvAfter) return { view, seq };
+    return (async () => {
+      const more = await kvAfter(view, (ns, k) => this.readInTx(tx, ns, k));
+      if (more.length > 0 && change.payload.kind === 'doc') {
+        change.payload.kv = [...(change.payload.kv ?? []), ...more];
+        this.stageKv(tx, more, hlc);
+      }
+      return { view, seq };
+    })();
   }
 
   /**
@@ -737,7 +756,7 @@ export class RegionCore {
     }
   }
 
-  private enqueue<T>(run: (tx: BatchTx) => Promise<T>): Promise<T> {
+  private enqueue<T>(run: (tx: BatchTx) => T | Promise<T>): Promise<T> {
     if (this.closed)
       return Promise.reject(new MeridianError('unavailable', `${this.region} is shutting down`));
     return new Promise<T>((resolve, reject) => {
@@ -764,7 +783,8 @@ export class RegionCore {
         for (const m of batch) {
           tx.savepoint();
           try {
-            m.value = await m.run(tx);
+            const r = m.run(tx);
+            m.value = r instanceof Promise ? await r : r;
             m.ok = true;
           } catch (error) {
             tx.rollbackToSavepoint();
