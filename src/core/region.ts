@@ -910,65 +910,79 @@ export class RegionCore {
    * the changes are durable.
    */
   async applyRemote(from: RegionId, changes: readonly Change[]): Promise<{ applied: number }> {
+    let received: Record<RegionId, number> | undefined;
     for (const c of changes) {
-      if (c.seq > seqOf(this.received, c.origin)) {
-        this.received = { ...this.received, [c.origin]: c.seq };
+      if (c.seq > seqOf(received ?? this.received, c.origin)) {
+        received ??= { ...this.received };
+        received[c.origin] = c.seq;
       }
     }
-    return this.enqueue(async (tx) => {
-      const blocked = new Set<RegionId>();
-      const lags = new Map<RegionId, { count: number; lagMs: number }>();
-      let applied = 0;
+    if (received) this.received = received;
+    return this.enqueue((tx) => {
       const now = this.opts.clock.nowMs();
-      if (!this.opts.store.getDocSync) {
-        // An asynchronous store: read the batch's documents together rather than one per change.
-        const docs: [string, string][] = [];
-        for (const c of changes) {
-          if (c.payload.kind === 'doc' && c.origin !== this.region && c.seq > tx.seqOf(c.origin)) {
-            docs.push([c.payload.collection, c.payload.key]);
-          }
-        }
-        await tx.preload(docs);
-      }
+      // A store that reads synchronously: the whole batch applies without a promise.
+      if (this.opts.store.getDocSync) return this.applyInTx(tx, from, changes, now);
+      // An asynchronous store: read the batch's documents together rather than one per change.
+      const docs: [string, string][] = [];
       for (const c of changes) {
-        if (c.origin === this.region || blocked.has(c.origin)) continue;
-        const have = tx.seqOf(c.origin);
-        if (c.seq <= have) continue;
-        if (c.seq !== have + 1) {
-          blocked.add(c.origin);
-          continue;
+        if (c.payload.kind === 'doc' && c.origin !== this.region && c.seq > tx.seqOf(c.origin)) {
+          docs.push([c.payload.collection, c.payload.key]);
         }
-        if (c.payload.kind === 'withheld' && c.payload.allowed.includes(this.region)) {
-          // We must hold the real change; wait for it from a region that may send it.
-          blocked.add(c.origin);
-          continue;
-        }
-        let change = c;
-        if (this.bugs.dropIncrement && c.payload.kind === 'doc' && c.payload.delta.t === 'counter') {
-          change = { ...c, payload: { ...c.payload, delta: { t: 'counter', p: {}, n: {} } } };
-        }
-        const p = change.payload;
-        if (p.kind === 'doc' && !tx.loadNow(p.collection, p.key)) await tx.getDoc(p.collection, p.key);
-        const t = decodeHlc(c.hlc);
-        this.observeRemoteHlc(change, t);
-        if (this.stage(tx, change) && change.payload.kind === 'doc') {
-          this.counts.conflicts++;
-          this.opts.onEvent?.({
-            type: 'conflict',
-            collection: change.payload.collection,
-            key: change.payload.key,
-          });
-        }
-        applied++;
-        const l = lags.get(c.origin) ?? { count: 0, lagMs: 0 };
-        l.count++;
-        l.lagMs = Math.max(0, now - t.wallMs);
-        lags.set(c.origin, l);
       }
-      this.counts.remoteApplied += applied;
-      for (const [origin, l] of lags) this.opts.onEvent?.({ type: 'applied', from, origin, ...l });
-      return { applied };
+      return tx.preload(docs).then(() => this.applyInTx(tx, from, changes, now));
     });
+  }
+
+  /** The body of applyRemote inside its transaction; every document it stages is readable now. */
+  private applyInTx(
+    tx: BatchTx,
+    from: RegionId,
+    changes: readonly Change[],
+    now: number,
+  ): { applied: number } {
+    const blocked = new Set<RegionId>();
+    const lags = new Map<RegionId, { count: number; lagMs: number }>();
+    let applied = 0;
+    for (const c of changes) {
+      if (c.origin === this.region || blocked.has(c.origin)) continue;
+      const have = tx.seqOf(c.origin);
+      if (c.seq <= have) continue;
+      if (c.seq !== have + 1) {
+        blocked.add(c.origin);
+        continue;
+      }
+      if (c.payload.kind === 'withheld' && c.payload.allowed.includes(this.region)) {
+        // We must hold the real change; wait for it from a region that may send it.
+        blocked.add(c.origin);
+        continue;
+      }
+      let change = c;
+      if (this.bugs.dropIncrement && c.payload.kind === 'doc' && c.payload.delta.t === 'counter') {
+        change = { ...c, payload: { ...c.payload, delta: { t: 'counter', p: {}, n: {} } } };
+      }
+      const p = change.payload;
+      if (p.kind === 'doc' && !tx.loadNow(p.collection, p.key)) {
+        throw new Error(`${p.collection}/${p.key} was not read before applying its change`);
+      }
+      const t = decodeHlc(c.hlc);
+      this.observeRemoteHlc(change, t);
+      if (this.stage(tx, change) && change.payload.kind === 'doc') {
+        this.counts.conflicts++;
+        this.opts.onEvent?.({
+          type: 'conflict',
+          collection: change.payload.collection,
+          key: change.payload.key,
+        });
+      }
+      applied++;
+      const l = lags.get(c.origin) ?? { count: 0, lagMs: 0 };
+      l.count++;
+      l.lagMs = Math.max(0, now - t.wallMs);
+      lags.set(c.origin, l);
+    }
+    this.counts.remoteApplied += applied;
+    for (const [origin, l] of lags) this.opts.onEvent?.({ type: 'applied', from, origin, ...l });
+    return { applied };
   }
 
   /** Merges a peer's snapshot: every document state merges as a CRDT, and the version advances. */
