@@ -623,7 +623,7 @@ export class RegionCore {
   ): Promise<DocView> {
     const { view, seq } = await this.enqueue((tx) => {
       const seq = tx.seqOf(this.region) + 1;
-      const hlc = flatString(encodeHlc(this.hlc.now()));
+      const hlc = encodeHlc(this.hlc.now());
       // Synchronous when the store reads synchronously and there is no kvAfter: no promise per write.
       if (tx.loadNow(spec.name, key)) return this.writeInTx(tx, spec, key, options, makeDelta, seq, hlc);
       return tx
@@ -691,7 +691,7 @@ export class RegionCore {
         typeof entries === 'function' ? await entries((ns, k) => this.readInTx(tx, ns, k)) : entries;
       if (list.length === 0) return tx.applied;
       const seq = tx.seqOf(this.region) + 1;
-      const hlc = flatString(encodeHlc(this.hlc.now()));
+      const hlc = encodeHlc(this.hlc.now());
       this.stage(tx, { origin: this.region, seq, hlc, payload: { kind: 'kv', entries: list } });
       return tx.applied;
     });
@@ -1145,8 +1145,9 @@ function covers(a: VersionVector, b: VersionVector): boolean {
 
 /**
  * The same string in V8's flat, internalized form. A concatenation yields a tree of parts, which
- * every comparison walks again; set tags and HLCs are compared on each merge, on every region,
- * for as long as they live, so they are flattened once when made (an object key is internalized).
+ * every comparison walks again; set tags are compared on each merge, on every region, for as long
+ * as they live, so they are flattened once when made (an object key is internalized). Not for
+ * HLCs: at about 1 us a call it costs more than their comparisons save.
  */
 function flatString(s: string): string {
   return Object.keys({ [s]: 0 })[0]!;
