@@ -26,8 +26,7 @@ export type DurableCommitHook = (batch: CommitBatch, appliedBefore: VersionVecto
 
 /** The durable contents of one region's disk. It outlives region processes; a lost region drops it. */
 export class DurableState {
-  readonly docs = new Map<string, DocRecord>();
-  /** The same documents by collection, then key: reads look up here without building an id string. */
+  /** Documents by collection, then key: reads and commits use no composite id string. */
   private readonly byCollection = new Map<string, Map<string, DocRecord>>();
   readonly kv = new Map<string, KvRecord>();
   readonly logs = new Map<RegionId, OriginLog>();
@@ -36,7 +35,6 @@ export class DurableState {
 
   apply(batch: CommitBatch): void {
     for (const d of batch.docs) {
-      this.docs.set(docId(d.collection, d.key), d);
       let byKey = this.byCollection.get(d.collection);
       if (!byKey) {
         byKey = new Map();
@@ -58,6 +56,21 @@ export class DurableState {
       if (maxHlc === undefined || c.hlc > maxHlc) maxHlc = c.hlc;
     }
     this.state = { applied: batch.applied, truncated: this.state.truncated, maxHlc };
+  }
+
+  /** Every document by `collection\u0000key`, built on demand (the end-of-run checkers read it). */
+  get docs(): Map<string, DocRecord> {
+    const out = new Map<string, DocRecord>();
+    for (const [collection, byKey] of this.byCollection) {
+      for (const [key, d] of byKey) out.set(docId(collection, key), d);
+    }
+    return out;
+  }
+
+  allDocs(): DocRecord[] {
+    const out: DocRecord[] = [];
+    for (const byKey of this.byCollection.values()) for (const d of byKey.values()) out.push(d);
+    return out;
   }
 
   getDoc(collection: string, key: string): DocRecord | undefined {
@@ -197,7 +210,7 @@ export class SimStore implements RegionStore {
   async snapshot(): Promise<Snapshot> {
     this.time.activity++;
     return {
-      docs: [...this.durable.docs.values()],
+      docs: this.durable.allDocs(),
       kv: [...this.durable.kv.values()],
       applied: this.durable.state.applied,
     };
