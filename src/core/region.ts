@@ -535,7 +535,7 @@ export class RegionCore {
       // One tag per member and change: a remove of one member must not cover another's add.
       const adds: Record<string, string[]> = {};
       members.forEach((m, i) => {
-        adds[m] = [flatString(`${this.region}:${seq}.${i}`)];
+        adds[m] = [`${this.region}:${seq}.${i}`];
       });
       return { t: 'set', adds, removed: [] } satisfies SetState;
     });
@@ -1141,16 +1141,6 @@ export class RegionCore {
 function covers(a: VersionVector, b: VersionVector): boolean {
   for (const r in b) if (Object.hasOwn(b, r) && (a[r] ?? 0) < b[r]!) return false;
   return true;
-}
-
-/**
- * The same string in V8's flat, internalized form. A concatenation yields a tree of parts, which
- * every comparison walks again; set tags are compared on each merge, on every region, for as long
- * as they live, so they are flattened once when made (an object key is internalized). Not for
- * HLCs: at about 1 us a call it costs more than their comparisons save.
- */
-function flatString(s: string): string {
-  return Object.keys({ [s]: 0 })[0]!;
 }
 
 /**
