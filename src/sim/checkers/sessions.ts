@@ -80,10 +80,16 @@ function computeAnomalies(h: History, tokenSessions: boolean, index: WriteIndex)
     bySession.set(op.session, a);
   }
   for (const ops of bySession.values()) {
-    const seen = new Map<string, Seen>();
+    // collection -> key -> what the session last saw (two levels: no id string per operation)
+    const seenIn = new Map<string, Map<string, Seen>>();
     for (const op of ops) {
       if (op.result !== 'ok') continue;
-      const id = `${op.collection}\u0000${op.key}`;
+      let seen = seenIn.get(op.collection);
+      if (!seen) {
+        seen = new Map();
+        seenIn.set(op.collection, seen);
+      }
+      const id = op.key;
       const prev = seen.get(id);
       if (regColls.has(op.collection)) {
         let now: Seen | undefined;
@@ -104,7 +110,9 @@ function computeAnomalies(h: History, tokenSessions: boolean, index: WriteIndex)
             if (w) now = { t: 'reg', ...w, deleted: false, op, byWrite: false };
           } else if (op.answer === undefined && prev?.t === 'reg' && !prev.deleted) {
             // Absent: fine only if some delete of the key is newer than what the session saw.
-            const newer = (deletes.get(id) ?? []).some((d) => regOrder(d, prev) > 0);
+            const newer = (deletes.get(`${op.collection}\u0000${op.key}`) ?? []).some(
+              (d) => regOrder(d, prev) > 0,
+            );
             if (!newer) {
               out.push({
                 kind: prev.byWrite ? 'read-your-writes' : 'monotonic-reads',
