@@ -182,8 +182,12 @@ export function mergeSet(a: SetState, b: SetState): MergeResult<SetState> {
     const m = members[i]!;
     const fromA = Object.hasOwn(aAdds, m) ? aAdds[m] : undefined;
     const fromB = Object.hasOwn(bAdds, m) ? bAdds[m] : undefined;
-    let tags = fromA === undefined ? (fromB ?? []) : fromB === undefined ? fromA : sortedUnion(fromA, fromB);
-    if (removed.length > 0) tags = withoutRemoved(tags, removed);
+    // By the invariant each side's tags are already clear of its own removals: check each against
+    // the other side's only (usually a one-tag delta, or nothing).
+    const keptA = fromA !== undefined && b.removed.length > 0 ? withoutRemoved(fromA, b.removed) : fromA;
+    const keptB = fromB !== undefined && a.removed.length > 0 ? withoutRemoved(fromB, a.removed) : fromB;
+    const tags =
+      keptA === undefined ? (keptB ?? []) : keptB === undefined ? keptA : sortedUnion(keptA, keptB);
     if (tags.length > 0) {
       adds[m] = tags as string[];
       if (tags !== fromA) sameAsA = false;
