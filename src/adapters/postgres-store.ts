@@ -1,11 +1,10 @@
 /** The PostgreSQL region store: one schema per region, every batch in one atomic statement over a `pg` pool. */
 import pg from 'pg';
-import type { Change, ChangePayload } from '../core/change.js';
-import type { DocState } from '../core/crdt.js';
+import type { Change } from '../core/change.js';
 import { MeridianError } from '../core/errors.js';
 import type { CommitBatch, DocRecord, KvRecord, RegionStore, Snapshot, StoredState } from '../core/store.js';
-import type { Json } from '../core/types.js';
 import type { VersionVector } from '../core/version.js';
+import { type DocRow, type KvRow, type LogRow, type StateRow, toChange, toDoc, toKv } from './store-rows.js';
 
 export interface PostgresStoreOptions {
   /** A libpq-style URL, e.g. postgres://postgres@127.0.0.1:5432/postgres. */
@@ -60,51 +59,6 @@ CREATE TABLE IF NOT EXISTS ${s}.state (
 INSERT INTO ${s}.state (id, applied, truncated, max_hlc) VALUES (1, '{}', '{}', NULL)
   ON CONFLICT (id) DO NOTHING;
 `;
-
-interface DocRow {
-  collection: string;
-  key: string;
-  state: string;
-  version: string;
-}
-interface LogRow {
-  origin: string;
-  seq: string;
-  hlc: string;
-  payload: string;
-}
-interface KvRow {
-  ns: string;
-  key: string;
-  value: string;
-  hlc: string;
-  expires_at_ms: string | null;
-}
-interface StateRow {
-  applied: string;
-  truncated: string;
-  max_hlc: string | null;
-}
-
-const toDoc = (r: DocRow): DocRecord => ({
-  collection: r.collection,
-  key: r.key,
-  state: JSON.parse(r.state) as DocState,
-  version: JSON.parse(r.version) as VersionVector,
-});
-
-const toChange = (r: LogRow): Change => ({
-  origin: r.origin,
-  seq: Number(r.seq),
-  hlc: r.hlc,
-  payload: JSON.parse(r.payload) as ChangePayload,
-});
-
-const toKv = (r: KvRow): KvRecord => {
-  const rec: KvRecord = { ns: r.ns, key: r.key, value: JSON.parse(r.value) as Json, hlc: r.hlc };
-  if (r.expires_at_ms !== null) rec.expiresAtMs = Number(r.expires_at_ms);
-  return rec;
-};
 
 /** Keeps the last record per id, so one multi-row upsert never touches a row twice. */
 function lastById<T>(items: readonly T[], id: (t: T) => string): T[] {

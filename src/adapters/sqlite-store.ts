@@ -4,11 +4,10 @@ import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import type { Change, ChangePayload } from '../core/change.js';
-import type { DocState } from '../core/crdt.js';
+import type { Change } from '../core/change.js';
 import type { CommitBatch, DocRecord, KvRecord, RegionStore, Snapshot, StoredState } from '../core/store.js';
-import type { Json } from '../core/types.js';
 import { seqOf, type VersionVector } from '../core/version.js';
+import { type DocRow, type KvRow, type LogRow, type StateRow, toChange, toDoc, toKv } from './store-rows.js';
 
 /**
  * `normal`: a commit is in the WAL (OS page cache) when it returns; survives a killed process, not
@@ -86,52 +85,9 @@ CREATE TABLE IF NOT EXISTS state (
 INSERT OR IGNORE INTO state (id, applied, truncated, max_hlc) VALUES (1, '{}', '{}', NULL);
 `;
 
-interface DocRow {
-  collection: string;
-  key: string;
-  state: string;
-  version: string;
-}
-interface LogRow {
+interface PositionedLogRow extends LogRow {
   pos: number;
-  origin: string;
-  seq: number;
-  hlc: string;
-  payload: string;
 }
-interface KvRow {
-  ns: string;
-  key: string;
-  value: string;
-  hlc: string;
-  expires_at_ms: number | null;
-}
-interface StateRow {
-  applied: string;
-  truncated: string;
-  max_hlc: string | null;
-}
-
-const toDoc = (r: DocRow): DocRecord => ({
-  collection: r.collection,
-  key: r.key,
-  state: JSON.parse(r.state) as DocState,
-  version: JSON.parse(r.version) as VersionVector,
-});
-
-const toChange = (r: LogRow): Change => ({
-  origin: r.origin,
-  seq: r.seq,
-  hlc: r.hlc,
-  payload: JSON.parse(r.payload) as ChangePayload,
-});
-
-const toKv = (r: KvRow): KvRecord => {
-  const rec: KvRecord = { ns: r.ns, key: r.key, value: JSON.parse(r.value) as Json, hlc: r.hlc };
-  if (r.expires_at_ms !== null) rec.expiresAtMs = r.expires_at_ms;
-  return rec;
-};
-
 function prepareStatements(db: Database.Database) {
   return {
     getDoc: db.prepare<[string, string], DocRow>(
@@ -153,7 +109,7 @@ function prepareStatements(db: Database.Database) {
            SELECT (SELECT min(origin) FROM log WHERE origin > o.origin) FROM o WHERE o.origin IS NOT NULL
          ) SELECT origin FROM o WHERE origin IS NOT NULL`,
     ),
-    logAfter: db.prepare<[string, number, number], LogRow>(
+    logAfter: db.prepare<[string, number, number], PositionedLogRow>(
       'SELECT pos, origin, seq, hlc, payload FROM log WHERE origin = ? AND seq > ? ORDER BY seq, pos LIMIT ?',
     ),
     truncate: db.prepare<[string, number]>('DELETE FROM log WHERE origin = ? AND seq <= ?'),
@@ -294,7 +250,7 @@ export class SqliteStore implements RegionStore {
     if (limit <= 0) return [];
     // Within one origin the log is in sequence order, so each origin's next `limit` changes are
     // read from the index and merged by position: no scan over what the peer already has.
-    const rows: LogRow[] = [];
+    const rows: PositionedLogRow[] = [];
     for (const { origin } of this.q.origins.all()) {
       rows.push(...this.q.logAfter.all(origin, seqOf(have, origin), limit));
     }

@@ -24,7 +24,7 @@ import { decodeHlc, encodeHlc, HLC_ZERO, type Hlc, HybridClock } from './hlc.js'
 import type { Clock, TimerHandle, Timers } from './ports.js';
 import type { CommitBatch, DocRecord, KvRecord, RegionStore, Snapshot } from './store.js';
 import type { CollectionSpec, Json, Operation, RegionId, RegionInfo } from './types.js';
-import { dominates, mergeVersions, missing, seqOf, type VersionVector } from './version.js';
+import { dominates, joinVersions, mergeVersions, missing, seqOf, type VersionVector } from './version.js';
 
 /** Deliberate defects, switched on only by tests that prove the checkers catch them. */
 export interface PlantedBugs {
@@ -459,7 +459,7 @@ export class RegionCore {
 
   /** Resolves once `want` is applied; after `maxWaitMs` throws 503 naming a region that can serve it. */
   async waitForVersion(want: VersionVector, maxWaitMs: number): Promise<void> {
-    if (covers(this.applied, want)) return;
+    if (dominates(this.applied, want)) return;
     const ok = await new Promise<boolean>((resolve) => {
       let timer: TimerHandle | undefined;
       const w: VersionWaiter = {
@@ -1081,7 +1081,7 @@ export class RegionCore {
     // Runs on every commit while reads wait behind a partition: find the ready ones without copying.
     let ready: VersionWaiter[] | undefined;
     for (const w of this.versionWaiters) {
-      if (covers(this.applied, w.want)) {
+      if (dominates(this.applied, w.want)) {
         ready ??= [];
         ready.push(w);
       }
@@ -1132,28 +1132,6 @@ export class RegionCore {
   close(): void {
     this.closed = true;
   }
-}
-
-/**
- * `dominates` without the entry arrays it allocates: version checks run on every commit for every
- * waiting read, and on every read that carries a token.
- */
-function covers(a: VersionVector, b: VersionVector): boolean {
-  for (const r in b) if (Object.hasOwn(b, r) && (a[r] ?? 0) < b[r]!) return false;
-  return true;
-}
-
-/**
- * `mergeVersions` for the hot paths: one of the inputs itself when it already covers the other
- * (versions are immutable values, so sharing is safe), else a new pointwise maximum, all without
- * entry arrays.
- */
-function joinVersions(a: VersionVector, b: VersionVector): VersionVector {
-  if (covers(a, b)) return a;
-  if (covers(b, a)) return b;
-  const out: Record<RegionId, number> = { ...a };
-  for (const r in b) if (Object.hasOwn(b, r) && b[r]! > (out[r] ?? 0)) out[r] = b[r]!;
-  return out;
 }
 
 function validateMembers(members: unknown): asserts members is string[] {

@@ -28,10 +28,25 @@ export function mergeVersions(a: VersionVector, b: VersionVector): VersionVector
   return out;
 }
 
-/** True when `a` has applied everything `b` has (a >= b pointwise). */
+/**
+ * True when `a` has applied everything `b` has (a >= b pointwise). Allocation-free: it runs on
+ * every commit for every waiting read, and on every read that carries a token.
+ */
 export function dominates(a: VersionVector, b: VersionVector): boolean {
-  for (const [r, s] of Object.entries(b)) if ((a[r] ?? 0) < s) return false;
+  for (const r in b) if (Object.hasOwn(b, r) && (a[r] ?? 0) < b[r]!) return false;
   return true;
+}
+
+/**
+ * `mergeVersions` for hot paths: returns one of the inputs itself when it already covers the other
+ * (versions are immutable values, so sharing is safe), else a new pointwise maximum.
+ */
+export function joinVersions(a: VersionVector, b: VersionVector): VersionVector {
+  if (dominates(a, b)) return a;
+  if (dominates(b, a)) return b;
+  const out: Record<RegionId, number> = { ...a };
+  for (const r in b) if (Object.hasOwn(b, r) && b[r]! > (out[r] ?? 0)) out[r] = b[r]!;
+  return out;
 }
 
 /** Regions for which `have` is behind `want`, with how many changes it is missing. */

@@ -13,7 +13,9 @@ import type { CommitBatch } from '../core/store.js';
 import type { CollectionSpec, RegionId, RegionInfo } from '../core/types.js';
 import {
   decodeToken,
+  dominates,
   encodeToken,
+  joinVersions,
   mergeVersions,
   seqOf,
   type VersionVector,
@@ -487,7 +489,7 @@ class Simulation {
     op.answer = view?.value;
     if (view) {
       op.answerVersion = view.version;
-      if (st.session.token && !covers(st.version, view.version)) {
+      if (st.session.token && !dominates(st.version, view.version)) {
         st.version = joinVersions(st.version, view.version);
         st.token = undefined; // re-encoded before the next read
       }
@@ -613,21 +615,6 @@ class Simulation {
     }
     return op;
   }
-}
-
-/** `dominates` without allocating entry arrays (it runs on every answer). */
-function covers(a: VersionVector, b: VersionVector): boolean {
-  for (const r in b) if (Object.hasOwn(b, r) && (a[r] ?? 0) < b[r]!) return false;
-  return true;
-}
-
-/** `mergeVersions` without entry arrays, sharing an input that already covers the other (versions are immutable). */
-function joinVersions(a: VersionVector, b: VersionVector): VersionVector {
-  if (covers(a, b)) return a;
-  if (covers(b, a)) return b;
-  const out: Record<RegionId, number> = { ...a };
-  for (const r in b) if (Object.hasOwn(b, r) && b[r]! > (out[r] ?? 0)) out[r] = b[r]!;
-  return out;
 }
 
 /** Whether the batch's version moved further than its changes explain (a snapshot merged in it). */
