@@ -5,12 +5,12 @@ import { Resolver } from 'node:dns/promises';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { type DnsServer, startDnsServer } from '../src/servers/dns/index.js';
+import { describe, it } from 'node:test';
 import {
   dig,
   digShort,
   dnsConfig,
+  dnsFixture,
   type FakeEdge,
   flags,
   REGIONS,
@@ -22,22 +22,12 @@ import {
 import { needTool } from './support/services.js';
 
 describe('GeoDNS with dig', () => {
-  let edges: FakeEdge[] = [];
-  let server: DnsServer;
-
-  before(async () => {
-    edges = await startEdges();
-    server = await startDnsServer(dnsConfig(edges));
-  });
-  after(async () => {
-    await server?.close();
-    await Promise.all(edges.map((e) => e.close()));
-  });
+  const fx = dnsFixture();
 
   it('answers each region for a client subnet near it, and echoes ECS with a scope', async (t) => {
     if (!needTool(t, 'dig', 'dnsutils')) return;
     for (const r of REGIONS) {
-      const out = await dig(server.port, ['app.meridian.test', 'A', `+subnet=${SUBNET_NEAR[r.id]}`]);
+      const out = await dig(fx.server.port, ['app.meridian.test', 'A', `+subnet=${SUBNET_NEAR[r.id]}`]);
       assert.equal(status(out), 'NOERROR');
       assert.ok(flags(out).includes('aa'), out);
       assert.match(
@@ -56,10 +46,10 @@ describe('GeoDNS with dig', () => {
     if (!needTool(t, 'dig', 'dnsutils')) return;
     for (const r of REGIONS) {
       const src = `127.0.${r.k}.53`;
-      assert.deepEqual(await digShort(server.port, ['-b', src, 'app.meridian.test', 'A']), [
+      assert.deepEqual(await digShort(fx.server.port, ['-b', src, 'app.meridian.test', 'A']), [
         `127.0.${r.k}.1`,
       ]);
-      assert.deepEqual(await digShort(server.port, ['-b', src, '+tcp', 'app.meridian.test', 'A']), [
+      assert.deepEqual(await digShort(fx.server.port, ['-b', src, '+tcp', 'app.meridian.test', 'A']), [
         `127.0.${r.k}.1`,
       ]);
     }
@@ -67,31 +57,31 @@ describe('GeoDNS with dig', () => {
 
   it('serves SOA and NS at the apex', async (t) => {
     if (!needTool(t, 'dig', 'dnsutils')) return;
-    const [soa] = await digShort(server.port, ['meridian.test', 'SOA']);
+    const [soa] = await digShort(fx.server.port, ['meridian.test', 'SOA']);
     assert.match(soa ?? '', /^ns1\.meridian\.test\. hostmaster\.meridian\.test\. \d+ 3600 600 86400 60$/);
-    const ns = await dig(server.port, ['meridian.test', 'NS']);
+    const ns = await dig(fx.server.port, ['meridian.test', 'NS']);
     assert.match(ns, /meridian\.test\.\s+60\s+IN\s+NS\s+ns1\.meridian\.test\./);
     assert.match(ns, /ns1\.meridian\.test\.\s+60\s+IN\s+A\s+127\.0\.0\.1/, 'glue');
   });
 
   it('NXDOMAIN, NODATA and REFUSED where they belong', async (t) => {
     if (!needTool(t, 'dig', 'dnsutils')) return;
-    const nx = await dig(server.port, ['nope.meridian.test', 'A']);
+    const nx = await dig(fx.server.port, ['nope.meridian.test', 'A']);
     assert.equal(status(nx), 'NXDOMAIN');
     assert.match(nx, /AUTHORITY SECTION:\nmeridian\.test\.\s+60\s+IN\s+SOA/);
-    const nodata = await dig(server.port, ['app.meridian.test', 'MX']);
+    const nodata = await dig(fx.server.port, ['app.meridian.test', 'MX']);
     assert.equal(status(nodata), 'NOERROR');
     assert.match(nodata, /ANSWER: 0, AUTHORITY: 1/);
-    const refused = await dig(server.port, ['example.com', 'A']);
+    const refused = await dig(fx.server.port, ['example.com', 'A']);
     assert.equal(status(refused), 'REFUSED');
     assert.ok(!flags(refused).includes('aa'));
   });
 
   it('stops answering a region whose edge turns unhealthy, and takes it back when it recovers', async (t) => {
     if (!needTool(t, 'dig', 'dnsutils')) return;
-    const eu = edges[1] as FakeEdge;
+    const eu = fx.edges[1] as FakeEdge;
     const ask = () =>
-      digShort(server.port, ['app.meridian.test', 'A', `+subnet=${SUBNET_NEAR['eu-west-1']}`]);
+      digShort(fx.server.port, ['app.meridian.test', 'A', `+subnet=${SUBNET_NEAR['eu-west-1']}`]);
     assert.deepEqual(await ask(), ['127.0.2.1']);
     eu.healthy = false;
     const other = await waitFor('eu-west-1 to leave the answers', async () => {
@@ -100,7 +90,7 @@ describe('GeoDNS with dig', () => {
     });
     // Dublin's next nearest of the three is us-east-1.
     assert.deepEqual(other, ['127.0.1.1']);
-    assert.equal(server.health.view().find((v) => v.region === 'eu-west-1')?.status, 'down');
+    assert.equal(fx.server.health.view().find((v) => v.region === 'eu-west-1')?.status, 'down');
     eu.healthy = true;
     await waitFor('eu-west-1 to come back', async () =>
       (await ask())[0] === '127.0.2.1' ? true : undefined,
@@ -109,22 +99,12 @@ describe('GeoDNS with dig', () => {
 });
 
 describe('GeoDNS truncation and multivalue', () => {
-  let edges: FakeEdge[] = [];
-  let server: DnsServer;
   const many = Array.from({ length: 20 }, (_, i) => `127.0.1.${i + 1}`);
-
-  before(async () => {
-    edges = await startEdges();
-    server = await startDnsServer(dnsConfig(edges, { multivalue: 22, addresses: { 'us-east-1': many } }));
-  });
-  after(async () => {
-    await server?.close();
-    await Promise.all(edges.map((e) => e.close()));
-  });
+  const fx = dnsFixture({ multivalue: 22, addresses: { 'us-east-1': many } });
 
   it('sets TC over UDP past 512 bytes and dig falls back to TCP for the full answer', async (t) => {
     if (!needTool(t, 'dig', 'dnsutils')) return;
-    const truncated = await dig(server.port, [
+    const truncated = await dig(fx.server.port, [
       '+noedns',
       '+ignore',
       'app.meridian.test',
@@ -134,7 +114,7 @@ describe('GeoDNS truncation and multivalue', () => {
     ]);
     assert.ok(flags(truncated).includes('tc'), truncated);
     assert.match(truncated, /ANSWER: 0,/);
-    const full = await dig(server.port, ['+noedns', 'app.meridian.test', 'A', '-b', '127.0.1.9']);
+    const full = await dig(fx.server.port, ['+noedns', 'app.meridian.test', 'A', '-b', '127.0.1.9']);
     assert.match(full, /Truncated, retrying in TCP mode/);
     const answers = [...full.matchAll(/IN\s+A\s+([\d.]+)/g)].map((m) => m[1]);
     assert.deepEqual(answers, [...many, '127.0.2.1', '127.0.3.1'], 'nearest region first, then the others');
@@ -143,7 +123,7 @@ describe('GeoDNS truncation and multivalue', () => {
 
   it('fits the same answer in one UDP datagram with EDNS (1232 bytes)', async (t) => {
     if (!needTool(t, 'dig', 'dnsutils')) return;
-    const out = await dig(server.port, ['app.meridian.test', 'A', '-b', '127.0.1.9']);
+    const out = await dig(fx.server.port, ['app.meridian.test', 'A', '-b', '127.0.1.9']);
     assert.ok(!flags(out).includes('tc'));
     assert.match(out, /ANSWER: 22,/);
     assert.match(out, /\(UDP\)/);
@@ -151,21 +131,11 @@ describe('GeoDNS truncation and multivalue', () => {
 });
 
 describe("GeoDNS with Node's resolver", () => {
-  let edges: FakeEdge[] = [];
-  let server: DnsServer;
-
-  before(async () => {
-    edges = await startEdges();
-    server = await startDnsServer(dnsConfig(edges));
-  });
-  after(async () => {
-    await server?.close();
-    await Promise.all(edges.map((e) => e.close()));
-  });
+  const fx = dnsFixture();
 
   it('resolves A, SOA and NS, and reports NXDOMAIN, NODATA and REFUSED as errors', async () => {
     const resolver = new Resolver({ timeout: 2000, tries: 1 });
-    resolver.setServers([`127.0.0.1:${server.port}`]);
+    resolver.setServers([`127.0.0.1:${fx.server.port}`]);
     // 127.0.0.1 has no override and no mmdb entry: the first region in config order.
     assert.deepEqual(await resolver.resolve4('app.meridian.test'), ['127.0.1.1']);
     const withTtl = await resolver.resolve4('app.meridian.test', { ttl: true });
@@ -182,7 +152,7 @@ describe("GeoDNS with Node's resolver", () => {
   it('bound to a region loopback address, gets that region', async () => {
     const resolver = new Resolver({ timeout: 2000, tries: 1 });
     resolver.setLocalAddress('127.0.3.7');
-    resolver.setServers([`127.0.0.1:${server.port}`]);
+    resolver.setServers([`127.0.0.1:${fx.server.port}`]);
     assert.deepEqual(await resolver.resolve4('app.meridian.test'), ['127.0.3.1']);
   });
 });

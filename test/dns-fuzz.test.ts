@@ -3,10 +3,9 @@ import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { Resolver } from 'node:dns/promises';
 import { connect, type Socket } from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import * as packet from 'dns-packet';
-import { type DnsServer, startDnsServer } from '../src/servers/dns/index.js';
-import { dnsConfig, type FakeEdge, startEdges, waitFor } from './dns-helpers.js';
+import { dnsFixture, waitFor } from './dns-helpers.js';
 
 const SEED = Number(process.env.DNS_FUZZ_SEED ?? 20261126);
 
@@ -61,17 +60,7 @@ async function stillAnswers(port: number): Promise<void> {
 }
 
 describe(`GeoDNS under random input (seed ${SEED}, DNS_FUZZ_SEED to replay)`, () => {
-  let edges: FakeEdge[] = [];
-  let server: DnsServer;
-
-  before(async () => {
-    edges = await startEdges();
-    server = await startDnsServer(dnsConfig(edges));
-  });
-  after(async () => {
-    await server?.close();
-    await Promise.all(edges.map((e) => e.close()));
-  });
+  const fx = dnsFixture();
 
   it('UDP: 4000 random datagrams, every one answered or dropped, then a normal query works', async () => {
     const rnd = prng(SEED);
@@ -86,7 +75,7 @@ describe(`GeoDNS under random input (seed ${SEED}, DNS_FUZZ_SEED to replay)`, ()
     });
     let sent = 0;
     let expected = 0;
-    const before0 = server.stats().udpQueries;
+    const before0 = fx.server.stats().udpQueries;
     try {
       // Batches small enough for the socket buffers, so nothing is lost to the kernel.
       for (let batch = 0; batch < 80; batch++) {
@@ -95,10 +84,10 @@ describe(`GeoDNS under random input (seed ${SEED}, DNS_FUZZ_SEED to replay)`, ()
           if (m.length >= 2) sentIds.add(m.readUInt16BE(0));
           if (expectsReply(m)) expected++;
           sent++;
-          sock.send(m, server.port, '127.0.0.1');
+          sock.send(m, fx.server.port, '127.0.0.1');
         }
-        await waitFor('the server to read the batch', async () =>
-          server.stats().udpQueries - before0 >= sent ? true : undefined,
+        await waitFor('the fx.server to read the batch', async () =>
+          fx.server.stats().udpQueries - before0 >= sent ? true : undefined,
         );
       }
       await waitFor(`${expected} replies`, async () => (replies >= expected ? true : undefined));
@@ -107,17 +96,17 @@ describe(`GeoDNS under random input (seed ${SEED}, DNS_FUZZ_SEED to replay)`, ()
     }
     assert.equal(replies, expected);
     assert.equal(badIds, 0, 'every reply carries the id of a query');
-    const s = server.stats();
+    const s = fx.server.stats();
     assert.ok((s.byRcode.FORMERR ?? 0) > 100, JSON.stringify(s));
     assert.ok(s.dropped > 0);
-    await stillAnswers(server.port);
+    await stillAnswers(fx.server.port);
   });
 
   it('TCP: framed random messages answered in order, garbage streams and half frames survived', async () => {
     const rnd = prng(SEED + 1);
     const open = () =>
       new Promise<Socket>((resolve, reject) => {
-        const s = connect(server.port, '127.0.0.1', () => resolve(s));
+        const s = connect(fx.server.port, '127.0.0.1', () => resolve(s));
         s.once('error', reject);
       });
     // Four connections, 300 framed messages each, written in one go (pipelined).
@@ -160,6 +149,6 @@ describe(`GeoDNS under random input (seed ${SEED}, DNS_FUZZ_SEED to replay)`, ()
       await new Promise<void>((r) => s.write(noise, () => r()));
       s.destroy();
     }
-    await stillAnswers(server.port);
+    await stillAnswers(fx.server.port);
   });
 });

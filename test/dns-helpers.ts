@@ -3,9 +3,11 @@
  * can be flipped, dig, and a bounded wait.
  */
 import { execFile } from 'node:child_process';
+import { after, before } from 'node:test';
 import { promisify } from 'node:util';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { type MeridianConfig, parseConfig } from '../src/adapters/config.js';
+import { type DnsServer, startDnsServer } from '../src/servers/dns/index.js';
 
 const run = promisify(execFile);
 
@@ -103,4 +105,22 @@ export async function waitFor<T>(
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/**
+ * Stand-in edges and a GeoDNS server for one describe block, started in its `before` and closed in
+ * its `after`; read the fields inside tests.
+ * @example const fx = dnsFixture(); it('answers', async () => dig(fx.server.port, ['app.meridian.test']));
+ */
+export function dnsFixture(dns: Record<string, unknown> = {}): { edges: FakeEdge[]; server: DnsServer } {
+  const fx = { edges: [] as FakeEdge[] } as { edges: FakeEdge[]; server: DnsServer };
+  before(async () => {
+    fx.edges = await startEdges();
+    fx.server = await startDnsServer(dnsConfig(fx.edges, dns));
+  });
+  after(async () => {
+    await fx.server?.close();
+    await Promise.all(fx.edges.map((e) => e.close()));
+  });
+  return fx;
 }
