@@ -13,6 +13,13 @@ import type { Edge, EdgeEvent } from '../src/servers/edge/index.js';
 import { edgeOver, type FakeRegion, recordEvents, startFakeRegion, viaEdge } from './edge-support.js';
 import { type Cluster, eventually, startCluster } from './support/cluster.js';
 
+/** Position of the event that marked `region` down, or -1. */
+function ejectionIndex(events: readonly EdgeEvent[], region: string): number {
+  return events.findIndex(
+    (e) => e.kind === 'transition' && e.transition.region === region && e.transition.to === 'down',
+  );
+}
+
 /** Probes that never come again after the first round: only live traffic can eject a region. */
 const NO_PROBES = { intervalMs: 3_600_000, timeoutMs: 2000, fall: 3, rise: 2 };
 /** The lab's probe settings. */
@@ -120,13 +127,7 @@ describe('edge failover over real region nodes', () => {
       await cluster.kill('ap-northeast-1');
       const ejected = await eventually(
         'ap-northeast-1 to be ejected',
-        async () =>
-          seen.events.findIndex(
-            (e) =>
-              e.kind === 'transition' &&
-              e.transition.region === 'ap-northeast-1' &&
-              e.transition.to === 'down',
-          ) + 1,
+        async () => ejectionIndex(seen.events, 'ap-northeast-1') + 1,
       );
       const okAtEjection = ok;
       await eventually('300 more answers after the ejection', async () => ok >= okAtEjection + 300);
@@ -218,13 +219,7 @@ describe('edge failover when a region goes silent (blackhole)', () => {
       wan.cut('edge', 'ap-northeast-1', 'partition');
       const ejected = await eventually(
         'ap-northeast-1 to be ejected',
-        async () =>
-          seen.events.findIndex(
-            (e) =>
-              e.kind === 'transition' &&
-              e.transition.region === 'ap-northeast-1' &&
-              e.transition.to === 'down',
-          ) + 1,
+        async () => ejectionIndex(seen.events, 'ap-northeast-1') + 1,
       );
       const atEjection = ok;
       await eventually('100 more answers', async () => ok >= atEjection + 100);

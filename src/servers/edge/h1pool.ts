@@ -7,6 +7,7 @@
  * Content-Length, chunked and close-delimited bodies, 1xx interim answers and `Connection: close`.
  */
 import { connect, type Socket } from 'node:net';
+import { HOP_BY_HOP } from './http1.js';
 
 export interface UpstreamRequest {
   method: string;
@@ -84,16 +85,6 @@ interface Pending {
 const CRLF2 = Buffer.from('\r\n\r\n');
 const EMPTY = Buffer.alloc(0);
 const REPLAYABLE = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS']);
-// Hop-by-hop (RFC 9110 7.6.1) and framing headers: not part of `headerLines`.
-const HOP_ANSWER = new Set([
-  'content-length',
-  'connection',
-  'keep-alive',
-  'transfer-encoding',
-  'trailer',
-  'upgrade',
-  'proxy-authenticate',
-]);
 
 function badValue(v: string): boolean {
   for (let i = 0; i < v.length; i++) {
@@ -269,7 +260,7 @@ class Conn {
         if (prior === undefined) headers[name] = name === 'set-cookie' ? [value] : value;
         else if (Array.isArray(prior)) prior.push(value);
         else headers[name] = [prior, value];
-        if (!HOP_ANSWER.has(name)) lines += `${name}: ${value}\r\n`;
+        if (!HOP_BY_HOP.has(name)) lines += `${name}: ${value}\r\n`;
         switch (name) {
           case 'content-length':
             if (!/^\d{1,15}$/.test(value) || (length >= 0 && Number(value) !== length))

@@ -190,8 +190,8 @@ function parse(
   return { req: { method, url: target, headers, body, remoteAddress }, keepAlive, used };
 }
 
-// Hop-by-hop (RFC 9110 7.6.1) and framing headers: the writer sets its own.
-const NOT_FORWARDED = new Set([
+/** Hop-by-hop (RFC 9110 7.6.1) and framing headers: never forwarded; each side's writer sets its own. */
+export const HOP_BY_HOP = new Set([
   'content-length',
   'connection',
   'keep-alive',
@@ -205,7 +205,7 @@ function headerLines(headers: ResponseHeaders): string {
   let out = '';
   for (const k in headers) {
     const v = headers[k];
-    if (v === undefined || NOT_FORWARDED.has(k)) continue;
+    if (v === undefined || HOP_BY_HOP.has(k)) continue;
     if (Array.isArray(v)) for (const x of v) out += `${k}: ${x}\r\n`;
     else out += `${k}: ${v}\r\n`;
   }
