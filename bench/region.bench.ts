@@ -9,6 +9,7 @@
  * BENCH_RATE (writes/s per region, default 1000), BENCH_SYNC_WRITES (default 20),
  * BENCH_LAG_VARIANTS=0 (skip (b)'s lower-demand runs).
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -131,6 +132,7 @@ async function localWrites(): Promise<void> {
     const buckets0 = await serverPutBuckets(spec.url);
     const paced = await runLoadInWorker({
       ...spec,
+      warmupMs: 1000,
       durationMs: seconds * 1000,
       ratePerSec: RATE,
       connections: 32,
@@ -141,6 +143,13 @@ async function localWrites(): Promise<void> {
       const all = (buckets1.get('+Inf') ?? 0) - (buckets0.get('+Inf') ?? 0);
       return ((buckets1.get(le) ?? 0) - (buckets0.get(le) ?? 0)) / Math.max(1, all);
     };
+    progress(`harness floor: a bare node:http server, same client, ${RATE} writes/s`);
+    const floor = await harnessFloor({
+      ...spec,
+      warmupMs: 1000,
+      durationMs: seconds * 1000,
+      ratePerSec: RATE,
+    });
     progress('plain better-sqlite3 loop');
     const plainMax = await plainSqlite(Math.max(10_000, max.ok));
     const plainPaced = await plainSqlite(RATE * seconds, RATE);
@@ -195,6 +204,20 @@ async function localWrites(): Promise<void> {
         ],
       ],
     );
+    const f = sorted(floor.latenciesMs);
+    table(
+      `open loop at ${RATE}/s, same client: what the harness itself costs on this machine`,
+      ['server', 'p50 ms', 'p99 ms', 'p99.9 ms'],
+      [
+        ['meridian region node', percentile(p, 50), percentile(p, 99), percentile(p, 99.9)],
+        [
+          'bare node:http server (parse JSON, answer 200)',
+          percentile(f, 50),
+          percentile(f, 99),
+          percentile(f, 99.9),
+        ],
+      ],
+    );
     const verdict = maxPerSec >= 5000 && percentile(p, 99) < 5;
     process.stdout.write(
       `  targets: ${verdict ? 'met' : 'NOT met'} (${fmt(maxPerSec)} w/s, p99 ${fmt(percentile(p, 99))} ms; ` +
@@ -202,6 +225,25 @@ async function localWrites(): Promise<void> {
     );
   } finally {
     await c.stop();
+  }
+}
+
+/**
+ * The client's own floor: the same open-loop worker against a bare node:http server in its own
+ * process that parses the JSON body and answers 200. Whatever p99 this shows is the share of the
+ * region node's p99 that timer granularity, the client and the scheduler account for here.
+ */
+async function harnessFloor(spec: Parameters<typeof runLoadInWorker>[0]): Promise<LoadResult> {
+  const src = `const s=require('node:http').createServer((q,r)=>{let b='';q.setEncoding('utf8');q.on('data',(c)=>{b+=c});q.on('end',()=>{JSON.parse(b);r.writeHead(200,{'content-type':'application/json'});r.end('{}')})});s.listen(0,'127.0.0.1',()=>process.stdout.write(String(s.address().port)+'\\n'));`;
+  const child = spawn(process.execPath, ['-e', src], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      child.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+      child.once('error', reject);
+    });
+    return await runLoadInWorker({ ...spec, url: `http://127.0.0.1:${port}` });
+  } finally {
+    child.kill();
   }
 }
 

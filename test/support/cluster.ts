@@ -246,7 +246,18 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     }
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'region', '--config', configPath, '--region', m.id],
+      [
+        // MERIDIAN_NODE_FLAGS: extra Node flags for the region processes (profiling: --cpu-prof).
+        ...(process.env.MERIDIAN_NODE_FLAGS ?? '').split(' ').filter(Boolean),
+        '--import',
+        'tsx',
+        join(root, 'src/cli/main.ts'),
+        'region',
+        '--config',
+        configPath,
+        '--region',
+        m.id,
+      ],
       {
         cwd: root,
         env: { ...process.env, MERIDIAN_LOG_LEVEL: logLevel, NODE_TEST_CONTEXT: '' },
