@@ -98,27 +98,52 @@ async function peak(url: string, pid?: number): Promise<LoadResult & { cpuUsPerR
   return { ...r, cpuUsPerRequest: (cpuUs(pid) - before) / r.requests };
 }
 
-/** p50/p99 of each target at about `rate` requests per second; best p99 of ROUNDS interleaved runs. */
+/**
+ * wrk connections that, each pausing PACE_MS between requests, offer `rate` requests per second
+ * to `url`: the pause is fixed but each target answers at its own speed, so the same connection
+ * count would offer each target a different rate. Up to three 1 s calibration runs; capped at 4x
+ * the first guess, so a target that cannot keep up shows a lower achieved rate instead.
+ */
+async function calibratedConnections(url: string, rate: number): Promise<number> {
+  const first = Math.max(1, Math.round((rate * PACE_MS) / 1000));
+  let conns = first;
+  for (let i = 0; i < 3; i++) {
+    const r = await runWrk(url, conns, 1000, PACE_MS);
+    const ratio = rate / r.rps;
+    if (Math.abs(ratio - 1) < 0.03) break;
+    conns = Math.min(4 * first, Math.max(1, Math.round(conns * ratio)));
+  }
+  return conns;
+}
+
+const PACE_MS = 4;
+
+/** p50/p99 of each target at `rate` requests per second; best p99 of ROUNDS interleaved runs. */
 async function latencyAt(
   rate: number,
   label: string,
   targets: [string, string][],
 ): Promise<Map<string, LoadResult>> {
-  // wrk paced by a think time when present (C, so the client is not the bottleneck); the undici
-  // open-loop generator otherwise.
-  const PACE_MS = 4;
-  const paced = Math.max(1, Math.round((rate * PACE_MS) / 1000));
-  const run = (url: string, ms: number): Promise<LoadResult> =>
-    hasWrk() ? runWrk(url, paced, ms, PACE_MS) : fixedRate(url, rate, ms);
+  // wrk paced by a think time when present (C, so the client is not the bottleneck), with the
+  // connection count calibrated per target so each is offered the same rate; the undici open-loop
+  // generator otherwise.
   process.stdout.write(
-    `\nat ~${rate} req/s (${label}): ${hasWrk() ? `wrk, ${paced} connections each pausing ${PACE_MS} ms between requests` : 'undici open loop'}\n`,
+    `\nat ~${rate} req/s (${label}): ${hasWrk() ? `wrk, connections pausing ${PACE_MS} ms between requests, count calibrated per target to offer the rate` : 'undici open loop'}\n`,
   );
+  const conns = new Map<string, number>();
+  if (hasWrk()) {
+    for (const [name, url] of targets) {
+      process.stdout.write(`  calibrating: ${name} ...\n`);
+      conns.set(name, await calibratedConnections(url + PATH, rate));
+    }
+  }
+  const run = (name: string, url: string, ms: number): Promise<LoadResult> =>
+    hasWrk() ? runWrk(url, conns.get(name)!, ms, PACE_MS) : fixedRate(url, rate, ms);
   const atRate = new Map<string, LoadResult>();
   for (let round = 1; round <= ROUNDS; round++) {
     for (const [name, url] of targets) {
       process.stdout.write(`  rate ${round}/${ROUNDS}: ${name} ...\n`);
-      if (round === 1) await run(url + PATH, 1000);
-      const r = await run(url + PATH, SECONDS * 1000);
+      const r = await run(name, url + PATH, SECONDS * 1000);
       const best = atRate.get(name);
       if (!best || r.p99Ms < best.p99Ms) atRate.set(name, r);
     }
@@ -126,9 +151,10 @@ async function latencyAt(
   const direct = atRate.get('direct (no proxy)')!;
   process.stdout.write(
     `\n${table([
-      [`at ~${rate} req/s`, 'achieved req/s', 'p50 ms', 'p99 ms', 'added p99 ms', 'errors'],
+      [`at ~${rate} req/s`, 'connections', 'achieved req/s', 'p50 ms', 'p99 ms', 'added p99 ms', 'errors'],
       ...[...atRate].map(([name, r]) => [
         name,
+        String(conns.get(name) ?? '-'),
         fmt(r.rps),
         fmt(r.p50Ms, 3),
         fmt(r.p99Ms, 3),
