@@ -448,6 +448,7 @@ for (const store of STORES) {
         'meridian_replication_lag_ms{',
         'meridian_replication_lag_changes{',
         'meridian_replication_lag_observed_ms{',
+        'meridian_replication_apply_lag_ms_bucket{',
         'meridian_applied_seq{',
         'meridian_conflicts_total',
         'meridian_peer_unacked_changes{',

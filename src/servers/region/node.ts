@@ -239,6 +239,7 @@ export class RegionNode implements RegionNodeContext {
           if (c.origin === this.region) continue;
           const lag = Math.max(0, now - decodeHlc(c.hlc).wallMs);
           this.metrics.replicationLagObserved.observe({ origin: c.origin }, lag);
+          this.metrics.replicationLag.observe({ origin: c.origin }, lag);
           this.lastLagMs.set(c.origin, lag);
         }
         return;
