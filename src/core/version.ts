@@ -70,6 +70,21 @@ export function normalizeVersion(v: VersionVector): VersionVector {
   return out;
 }
 
+/**
+ * Whether `v` already is in canonical form (keys in sorted order, every entry positive), so that
+ * `normalizeVersion(v)` would build the same keys in the same order: versions the core builds
+ * usually are, and tokens are encoded and decoded on every read that carries one.
+ */
+function isNormal(v: VersionVector): boolean {
+  let prev: string | undefined;
+  for (const r in v) {
+    if (!Object.hasOwn(v, r)) continue;
+    if ((prev !== undefined && !(prev < r)) || !(v[r]! > 0)) return false;
+    prev = r;
+  }
+  return true;
+}
+
 /** Validates an untrusted version vector (from a token or a peer). */
 export function parseVersion(raw: unknown): VersionVector {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
@@ -84,14 +99,15 @@ export function parseVersion(raw: unknown): VersionVector {
     }
     out[r] = s;
   }
-  return normalizeVersion(out);
+  return isNormal(out) ? out : normalizeVersion(out);
 }
 
 /** Encodes a version as the opaque `Meridian-Version` token: base64url of a versioned JSON body. */
 export function encodeToken(v: VersionVector): string {
-  return Buffer.from(JSON.stringify({ f: TOKEN_FORMAT, v: normalizeVersion(v) }), 'utf8').toString(
-    'base64url',
-  );
+  return Buffer.from(
+    JSON.stringify({ f: TOKEN_FORMAT, v: isNormal(v) ? v : normalizeVersion(v) }),
+    'utf8',
+  ).toString('base64url');
 }
 
 /** Decodes a token; anything malformed is a `bad_token` error, never a crash. */
