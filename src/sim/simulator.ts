@@ -8,7 +8,7 @@ import { loadRegionTable } from '../adapters/region-table.js';
 import { holders as holdersOf } from '../core/collection.js';
 import type { DocState } from '../core/crdt.js';
 import { isMeridianError } from '../core/errors.js';
-import type { DocView, PlantedBugs, RegionEvent } from '../core/region.js';
+import type { DocView, PlantedBugs, ReadOptions, RegionEvent, WriteOptions } from '../core/region.js';
 import type { CommitBatch } from '../core/store.js';
 import type { CollectionSpec, RegionId, RegionInfo } from '../core/types.js';
 import {
@@ -76,6 +76,8 @@ export interface RunResult {
 }
 
 const SYNC_TIMEOUT_MS = 1500;
+/** Options of a read or write that has none: one shared object (the core only reads them). */
+const NO_OPTIONS: Readonly<ReadOptions & WriteOptions> = Object.freeze({});
 
 /**
  * Runs one seed.
@@ -100,7 +102,8 @@ interface SessionState {
   version: VersionVector;
   /** The Meridian-Version token the session carries, and what it decodes to (sent as minVersion). */
   token: string | undefined;
-  minVersion: VersionVector | undefined;
+  /** The options of the session's reads: its token's version once it has one (built when it changes). */
+  readOptions: ReadOptions;
   /** When the session's next operation is due: arrivals keep their pace while an operation waits. */
   nextAtMs: number;
 }
@@ -203,7 +206,7 @@ class Simulation {
         session,
         version: {},
         token: undefined,
-        minVersion: undefined,
+        readOptions: NO_OPTIONS,
         nextAtMs: session.rng.exp(thinkMeanMs),
       };
       this.sessions.push(st);
@@ -432,7 +435,7 @@ class Simulation {
       case 'put': {
         const value = `v${op.id}`;
         op.value = value;
-        p = core.put(plan.collection, plan.key, value, plan.home ? { homeRegion: plan.home } : {});
+        p = core.put(plan.collection, plan.key, value, plan.home ? { homeRegion: plan.home } : NO_OPTIONS);
         break;
       }
       case 'delete':
@@ -459,9 +462,9 @@ class Simulation {
         if (st.token === undefined && Object.keys(st.version).length > 0) {
           // The token goes through its wire form, as a client's would (only when it changed).
           st.token = encodeToken(st.version);
-          st.minVersion = decodeToken(st.token);
+          st.readOptions = { minVersion: decodeToken(st.token) };
         }
-        p = core.get(plan.collection, plan.key, st.minVersion ? { minVersion: st.minVersion } : {});
+        p = core.get(plan.collection, plan.key, st.readOptions);
         break;
       }
     }

@@ -3,7 +3,7 @@
  * than the session's own last write (read-your-writes) or than what it read before (monotonic
  * reads). Registers are ordered by their write's (HLC, region); counters (increments only) by value.
  */
-import type { History, OpRecord } from '../history.js';
+import type { History, LocalChange, OpRecord } from '../history.js';
 import { regOrder } from './types.js';
 
 export interface SessionAnomaly {
@@ -19,10 +19,12 @@ type Seen =
   | { t: 'count'; value: number; op: OpRecord; byWrite: boolean };
 
 interface WriteIndex {
-  /** value -> the write that produced it */
-  writes: Map<string, { hlc: string; origin: string }>;
+  /** value -> the change of the write that produced it (read for its hlc and origin) */
+  writes: Map<string, LocalChange>;
   /** key -> the deletes of it */
   deletes: Map<string, { hlc: string; origin: string }[]>;
+  /** Each session's operations in order, sessions in the order of their first operation. */
+  sessions: OpRecord[][];
 }
 
 const cache = new WeakMap<
@@ -48,7 +50,7 @@ export function sessionAnomalies(h: History, tokenSessions: boolean): SessionAno
 }
 
 function writeIndex(h: History): WriteIndex {
-  const writes = new Map<string, { hlc: string; origin: string }>();
+  const writes = new Map<string, LocalChange>();
   const deletes = new Map<string, { hlc: string; origin: string }[]>();
   for (const list of h.changes.values()) {
     for (const c of list) {
@@ -58,11 +60,22 @@ function writeIndex(h: History): WriteIndex {
         const a = deletes.get(id) ?? [];
         a.push({ hlc: c.hlc, origin: c.origin });
         deletes.set(id, a);
-      } else if (typeof c.delta.value === 'string')
-        writes.set(c.delta.value, { hlc: c.hlc, origin: c.origin });
+      } else if (typeof c.delta.value === 'string') writes.set(c.delta.value, c);
     }
   }
-  return { writes, deletes };
+  // Session ids are small integers: an array by id, plus the order in which sessions first appear.
+  const byId: OpRecord[][] = [];
+  const sessions: OpRecord[][] = [];
+  for (const op of h.ops) {
+    let a = byId[op.session];
+    if (!a) {
+      a = [];
+      byId[op.session] = a;
+      sessions.push(a);
+    }
+    a.push(op);
+  }
+  return { writes, deletes, sessions };
 }
 
 function computeAnomalies(h: History, tokenSessions: boolean, index: WriteIndex): SessionAnomaly[] {
@@ -72,18 +85,11 @@ function computeAnomalies(h: History, tokenSessions: boolean, index: WriteIndex)
   const countColls = new Set(h.collections.filter((c) => c.policy === 'counter').map((c) => c.name));
   const { writes, deletes } = index;
   const out: SessionAnomaly[] = [];
-  const bySession = new Map<number, OpRecord[]>();
-  for (const op of h.ops) {
-    if (op.token !== tokenSessions) continue;
-    const a = bySession.get(op.session) ?? [];
-    a.push(op);
-    bySession.set(op.session, a);
-  }
-  for (const ops of bySession.values()) {
+  for (const ops of index.sessions) {
     // collection -> key -> what the session last saw (two levels: no id string per operation)
     const seenIn = new Map<string, Map<string, Seen>>();
     for (const op of ops) {
-      if (op.result !== 'ok') continue;
+      if (op.result !== 'ok' || op.token !== tokenSessions) continue;
       let seen = seenIn.get(op.collection);
       if (!seen) {
         seen = new Map();
@@ -107,7 +113,7 @@ function computeAnomalies(h: History, tokenSessions: boolean, index: WriteIndex)
         } else if (op.kind === 'get') {
           if (typeof op.answer === 'string') {
             const w = writes.get(op.answer);
-            if (w) now = { t: 'reg', ...w, deleted: false, op, byWrite: false };
+            if (w) now = { t: 'reg', hlc: w.hlc, origin: w.origin, deleted: false, op, byWrite: false };
           } else if (op.answer === undefined && prev?.t === 'reg' && !prev.deleted) {
             // Absent: fine only if some delete of the key is newer than what the session saw.
             const newer = (deletes.get(`${op.collection}\u0000${op.key}`) ?? []).some(
