@@ -112,6 +112,11 @@ export interface RegionStats {
   peers: Record<RegionId, { acked: VersionVector; behindChanges: number }>;
 }
 
+/** The options of a call that passes none: one shared object (options are only read). */
+const NO_OPTIONS: Readonly<ReadOptions & WriteOptions & { ack?: boolean }> = Object.freeze({});
+/** The previous HLC of a register's first write. */
+const HLC_ZERO_ENCODED = encodeHlc(HLC_ZERO);
+
 interface Mutation<T> {
   /** Runs inside the batch; a mutation that needs no I/O may answer synchronously. */
   run(tx: BatchTx): T | Promise<T>;
@@ -433,7 +438,11 @@ export class RegionCore {
 
   // ---------------------------------------------------------------- reads
 
-  async get(collection: string, key: string, options: ReadOptions = {}): Promise<DocView | undefined> {
+  async get(
+    collection: string,
+    key: string,
+    options: ReadOptions = NO_OPTIONS,
+  ): Promise<DocView | undefined> {
     this.prepare(collection, key, 'get');
     if (options.minVersion && !this.bugs.skipTokenWait) {
       await this.waitForVersion(options.minVersion, options.maxWaitMs ?? this.opts.maxWaitMs);
@@ -498,12 +507,17 @@ export class RegionCore {
 
   // ---------------------------------------------------------------- local mutations
 
-  async put(collection: string, key: string, value: Json, options: WriteOptions = {}): Promise<DocView> {
+  async put(
+    collection: string,
+    key: string,
+    value: Json,
+    options: WriteOptions = NO_OPTIONS,
+  ): Promise<DocView> {
     const spec = this.prepare(collection, key, 'put');
     return this.writeReg(spec, key, value, false, options);
   }
 
-  async delete(collection: string, key: string, options: WriteOptions = {}): Promise<DocView> {
+  async delete(collection: string, key: string, options: WriteOptions = NO_OPTIONS): Promise<DocView> {
     const spec = this.prepare(collection, key, 'delete');
     if (spec.policy === 'set') {
       return this.mutateSet(spec, key, undefined, options);
@@ -511,7 +525,12 @@ export class RegionCore {
     return this.writeReg(spec, key, null, true, options);
   }
 
-  async increment(collection: string, key: string, by: number, options: WriteOptions = {}): Promise<DocView> {
+  async increment(
+    collection: string,
+    key: string,
+    by: number,
+    options: WriteOptions = NO_OPTIONS,
+  ): Promise<DocView> {
     const spec = this.prepare(collection, key, 'increment');
     if (!Number.isSafeInteger(by)) throw new MeridianError('bad_request', '"by" must be an integer');
     return this.localWrite(spec, key, options, (tx) => {
@@ -527,7 +546,7 @@ export class RegionCore {
     collection: string,
     key: string,
     members: string[],
-    options: WriteOptions = {},
+    options: WriteOptions = NO_OPTIONS,
   ): Promise<DocView> {
     const spec = this.prepare(collection, key, 'add');
     validateMembers(members);
@@ -545,7 +564,7 @@ export class RegionCore {
     collection: string,
     key: string,
     members: string[],
-    options: WriteOptions = {},
+    options: WriteOptions = NO_OPTIONS,
   ): Promise<DocView> {
     const spec = this.prepare(collection, key, 'remove');
     validateMembers(members);
@@ -602,7 +621,7 @@ export class RegionCore {
         deleted,
         hlc,
         origin: this.region,
-        prevHlc: cur?.hlc ?? encodeHlc(HLC_ZERO),
+        prevHlc: cur?.hlc ?? HLC_ZERO_ENCODED,
       };
       if (home) reg.home = home;
       return reg;
@@ -621,8 +640,10 @@ export class RegionCore {
     /** Reads the document with `tx.cached` (loaded before it is called). */
     makeDelta: (tx: BatchTx, seq: number, hlc: string) => DocState,
   ): Promise<DocView> {
-    const { view, seq } = await this.enqueue((tx) => {
-      const seq = tx.seqOf(this.region) + 1;
+    // Set when the mutation runs (no result object per write to carry it out).
+    let seq = 0;
+    const view = await this.enqueue((tx) => {
+      seq = tx.seqOf(this.region) + 1;
       const hlc = encodeHlc(this.hlc.now());
       // Synchronous when the store reads synchronously and there is no kvAfter: no promise per write.
       if (tx.loadNow(spec.name, key)) return this.writeInTx(tx, spec, key, options, makeDelta, seq, hlc);
@@ -654,7 +675,7 @@ export class RegionCore {
     makeDelta: (tx: BatchTx, seq: number, hlc: string) => DocState,
     seq: number,
     hlc: string,
-  ): { view: DocView; seq: number } | Promise<{ view: DocView; seq: number }> {
+  ): DocView | Promise<DocView> {
     const delta = makeDelta(tx, seq, hlc);
     const change: Change = {
       origin: this.region,
@@ -669,14 +690,14 @@ export class RegionCore {
     const doc = tx.cached(spec.name, key)!;
     const view: DocView = { key, value: docValue(doc.state), version: tx.applied };
     const kvAfter = options.kvAfter;
-    if (!kvAfter) return { view, seq };
+    if (!kvAfter) return view;
     return (async () => {
       const more = await kvAfter(view, (ns, k) => this.readInTx(tx, ns, k));
       if (more.length > 0 && change.payload.kind === 'doc') {
         change.payload.kv = [...(change.payload.kv ?? []), ...more];
         this.stageKv(tx, more, hlc);
       }
-      return { view, seq };
+      return view;
     })();
   }
 
@@ -778,7 +799,12 @@ export class RegionCore {
     try {
       while (this.queue.length > 0) {
         if (this.opts.beforeBatch) await this.opts.beforeBatch();
-        const batch = this.queue.splice(0, this.opts.maxBatch);
+        let batch: Mutation<unknown>[];
+        if (this.queue.length <= this.opts.maxBatch) {
+          // The whole queue is the batch (the usual case): take the array rather than copy it.
+          batch = this.queue;
+          this.queue = [];
+        } else batch = this.queue.splice(0, this.opts.maxBatch);
         const tx = new BatchTx(this.opts.store, this.applied);
         for (const m of batch) {
           tx.savepoint();
@@ -813,14 +839,12 @@ export class RegionCore {
           const changes = tx.changes;
           if (changes.length > 0) {
             for (const l of this.listeners) l(changes);
-            this.opts.onEvent?.({
-              type: 'committed',
-              changes,
-              local: changes.some((c) => c.origin === this.region),
-            });
+            const onEvent = this.opts.onEvent;
+            if (onEvent) onEvent({ type: 'committed', changes, local: this.hasLocal(changes) });
           }
           this.wakeVersionWaiters();
-          this.wakeAckWaiters();
+          // No wakeAckWaiters here: a commit changes no peer's acknowledgement, and every waiter
+          // short of its acks is checked again whenever one arrives (noteAck).
         }
         for (const m of batch) {
           if (m.ok) m.resolve(m.value);
@@ -830,6 +854,11 @@ export class RegionCore {
     } finally {
       this.draining = false;
     }
+  }
+
+  private hasLocal(changes: readonly Change[]): boolean {
+    for (const c of changes) if (c.origin === this.region) return true;
+    return false;
   }
 
   private observeRemoteHlc(c: Change, t: Hlc): void {
@@ -873,7 +902,7 @@ export class RegionCore {
     peer: RegionId,
     have: VersionVector,
     limit = 1000,
-    options: { ack?: boolean } = {},
+    options: { ack?: boolean } = NO_OPTIONS,
   ): Promise<PullResult> {
     // A push stream reads on from what it has *sent*, which the peer has not yet applied: no ack then.
     if (options.ack !== false) this.noteAck(peer, have);
@@ -981,7 +1010,12 @@ export class RegionCore {
       lags.set(c.origin, l);
     }
     this.counts.remoteApplied += applied;
-    for (const [origin, l] of lags) this.opts.onEvent?.({ type: 'applied', from, origin, ...l });
+    const onEvent = this.opts.onEvent;
+    if (onEvent) {
+      for (const [origin, l] of lags) {
+        onEvent({ type: 'applied', from, origin, count: l.count, lagMs: l.lagMs });
+      }
+    }
     return { applied };
   }
 
