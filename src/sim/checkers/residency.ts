@@ -3,7 +3,6 @@
  * region outside its set, under any fault. Messages and commits are inspected as they happen;
  * the final stores and every answered request are checked at the end.
  */
-import type { Change } from '../../core/change.js';
 import type { CommitBatch } from '../../core/store.js';
 import type { RegionId } from '../../core/types.js';
 import type { History, Violation } from '../history.js';
@@ -25,22 +24,27 @@ function breach(h: History, v: Violation): void {
   if (h.residencyBreaches.length < MAX_VIOLATIONS_PER_CHECKER) h.residencyBreaches.push(v);
 }
 
-function outside(h: History, collection: string, region: RegionId): RegionId[] | undefined {
-  const allowed = residencies(h).get(collection);
+/**
+ * The regions a collection is resident in, when `region` is not one of them. The caller looks the
+ * residencies up once: the hooks below see every message and every commit.
+ */
+function outsideOf(
+  res: Map<string, RegionId[]>,
+  collection: string,
+  region: RegionId,
+): RegionId[] | undefined {
+  const allowed = res.get(collection);
   return allowed && !allowed.includes(region) ? allowed : undefined;
-}
-
-function changeBreach(h: History, c: Change, region: RegionId): RegionId[] | undefined {
-  return c.payload.kind === 'doc' ? outside(h, c.payload.collection, region) : undefined;
 }
 
 /** Every message leaving a region passes here. */
 export function inspectMessage(h: History, env: Envelope, nowMs: number): void {
   const m = env.msg;
-  if (residencies(h).size === 0) return;
+  const res = residencies(h);
+  if (res.size === 0) return;
   if (m.type === 'changes') {
     for (const c of m.changes) {
-      const allowed = changeBreach(h, c, env.to);
+      const allowed = c.payload.kind === 'doc' ? outsideOf(res, c.payload.collection, env.to) : undefined;
       if (allowed && c.payload.kind === 'doc') {
         breach(h, {
           checker: 'residency',
@@ -53,7 +57,7 @@ export function inspectMessage(h: History, env: Envelope, nowMs: number): void {
     }
   } else if (m.type === 'snapshot') {
     for (const d of m.snapshot.docs) {
-      const allowed = outside(h, d.collection, env.to);
+      const allowed = outsideOf(res, d.collection, env.to);
       if (allowed) {
         breach(h, {
           checker: 'residency',
@@ -69,9 +73,10 @@ export function inspectMessage(h: History, env: Envelope, nowMs: number): void {
 
 /** Every batch a region writes to its disk passes here. */
 export function inspectCommit(h: History, region: RegionId, batch: CommitBatch, nowMs: number): void {
-  if (residencies(h).size === 0) return;
+  const res = residencies(h);
+  if (res.size === 0) return;
   for (const d of batch.docs) {
-    const allowed = outside(h, d.collection, region);
+    const allowed = outsideOf(res, d.collection, region);
     if (allowed) {
       breach(h, {
         checker: 'residency',
@@ -83,7 +88,7 @@ export function inspectCommit(h: History, region: RegionId, batch: CommitBatch, 
     }
   }
   for (const c of batch.changes) {
-    const allowed = changeBreach(h, c, region);
+    const allowed = c.payload.kind === 'doc' ? outsideOf(res, c.payload.collection, region) : undefined;
     if (allowed && c.payload.kind === 'doc') {
       breach(h, {
         checker: 'residency',
@@ -101,10 +106,11 @@ export const residency: Checker = {
   guarantee: 'a resident collection is stored in, sent to and served by its regions only',
   check(h: History): Violation[] {
     const out: Violation[] = [...h.residencyBreaches];
-    if (residencies(h).size === 0) return out;
+    const res = residencies(h);
+    if (res.size === 0) return out;
     for (const f of h.final) {
       for (const d of f.docs.values()) {
-        const allowed = outside(h, d.collection, f.region);
+        const allowed = outsideOf(res, d.collection, f.region);
         if (allowed && out.length < MAX_VIOLATIONS_PER_CHECKER) {
           out.push({
             checker: 'residency',
@@ -117,7 +123,8 @@ export const residency: Checker = {
       }
       for (const c of f.log()) {
         if (
-          changeBreach(h, c, f.region) &&
+          c.payload.kind === 'doc' &&
+          outsideOf(res, c.payload.collection, f.region) &&
           out.length < MAX_VIOLATIONS_PER_CHECKER &&
           c.payload.kind === 'doc'
         ) {
@@ -134,7 +141,7 @@ export const residency: Checker = {
     for (const op of h.ops) {
       if (
         op.result === 'ok' &&
-        outside(h, op.collection, op.region) &&
+        outsideOf(res, op.collection, op.region) &&
         out.length < MAX_VIOLATIONS_PER_CHECKER
       ) {
         out.push({

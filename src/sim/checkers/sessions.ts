@@ -23,8 +23,11 @@ interface WriteIndex {
   writes: Map<string, LocalChange>;
   /** key -> the deletes of it */
   deletes: Map<string, { hlc: string; origin: string }[]>;
-  /** Each session's operations in order, sessions in the order of their first operation. */
-  sessions: OpRecord[][];
+  /**
+   * Each session's operations in order, by session and token (a session's operations all carry
+   * the same), in the order of their first operation: each kind of session walks only its own.
+   */
+  sessions: { token: boolean; ops: OpRecord[] }[];
 }
 
 const cache = new WeakMap<
@@ -63,15 +66,16 @@ function writeIndex(h: History): WriteIndex {
       } else if (typeof c.delta.value === 'string') writes.set(c.delta.value, c);
     }
   }
-  // Session ids are small integers: an array by id, plus the order in which sessions first appear.
+  // Session ids are small integers: an array by id and token, plus the order in which they first appear.
   const byId: OpRecord[][] = [];
-  const sessions: OpRecord[][] = [];
+  const sessions: { token: boolean; ops: OpRecord[] }[] = [];
   for (const op of h.ops) {
-    let a = byId[op.session];
+    const i = op.session * 2 + (op.token ? 1 : 0);
+    let a = byId[i];
     if (!a) {
       a = [];
-      byId[op.session] = a;
-      sessions.push(a);
+      byId[i] = a;
+      sessions.push({ token: op.token, ops: a });
     }
     a.push(op);
   }
@@ -85,11 +89,12 @@ function computeAnomalies(h: History, tokenSessions: boolean, index: WriteIndex)
   const countColls = new Set(h.collections.filter((c) => c.policy === 'counter').map((c) => c.name));
   const { writes, deletes } = index;
   const out: SessionAnomaly[] = [];
-  for (const ops of index.sessions) {
+  for (const { token, ops } of index.sessions) {
+    if (token !== tokenSessions) continue;
     // collection -> key -> what the session last saw (two levels: no id string per operation)
     const seenIn = new Map<string, Map<string, Seen>>();
     for (const op of ops) {
-      if (op.result !== 'ok' || op.token !== tokenSessions) continue;
+      if (op.result !== 'ok') continue;
       let seen = seenIn.get(op.collection);
       if (!seen) {
         seen = new Map();
