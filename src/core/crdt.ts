@@ -219,6 +219,26 @@ export function mergeDoc(a: DocState, b: DocState): MergeResult<DocState> {
   throw new Error(`cannot merge document states of types ${a.t} and ${b.t}`);
 }
 
+/**
+ * `mergeDoc` without its result object, for the replication hot path (a register merge for most
+ * replicated writes): returns the merged state and sets `out.conflict`.
+ */
+export function mergeDocInto(a: DocState, b: DocState, out: { conflict: boolean }): DocState {
+  if (a.t === 'reg' && b.t === 'reg') {
+    if (a.hlc === b.hlc && a.origin === b.origin) {
+      out.conflict = false;
+      return a;
+    }
+    const aWins = regWins(a, b);
+    const winner = aWins ? a : b;
+    out.conflict = winner.prevHlc < (aWins ? b : a).hlc;
+    return winner;
+  }
+  const merged = mergeDoc(a, b);
+  out.conflict = merged.conflict;
+  return merged.state;
+}
+
 export const emptyCounter = (): CounterState => ({ t: 'counter', p: {}, n: {} });
 export const emptySet = (): SetState => ({ t: 'set', adds: {}, removed: [] });
 

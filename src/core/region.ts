@@ -15,6 +15,7 @@ import {
   emptySet,
   isAbsent,
   mergeDoc,
+  mergeDocInto,
   type RegState,
   type SetState,
 } from './crdt.js';
@@ -367,6 +368,8 @@ export class RegionCore {
   private readonly listeners = new Set<(changes: readonly Change[]) => void>();
   private closed = false;
   private counts = { localWrites: 0, remoteApplied: 0, conflicts: 0, syncTimeouts: 0 };
+  /** Where `stage` reads whether a merge resolved a conflict (one object per core, not per merge). */
+  private readonly mergeOut = { conflict: false };
 
   private constructor(options: RegionCoreOptions) {
     this.opts = {
@@ -755,9 +758,8 @@ export class RegionCore {
       const cur = tx.cached(p.collection, p.key);
       let state: DocState = p.delta;
       if (cur) {
-        const merged = mergeDoc(cur.state, p.delta);
-        state = merged.state;
-        conflict = merged.conflict;
+        state = mergeDocInto(cur.state, p.delta, this.mergeOut);
+        conflict = this.mergeOut.conflict;
       }
       // Clone, then set: cheaper than a literal with a spread and a computed key.
       const version: Record<RegionId, number> = cur ? { ...cur.version } : {};

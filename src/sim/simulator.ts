@@ -554,6 +554,9 @@ class Simulation {
     const now = this.time.nowMs;
     let running: Record<RegionId, number> | undefined;
     const mine = h.changes.get(region)!;
+    let lagOrigin: RegionId | undefined;
+    let lagChanges: LocalChange[] | undefined;
+    let lagSamples: number[] | undefined;
     for (const c of batch.changes) {
       if (c.origin === region) {
         if (c.payload.kind === 'doc') {
@@ -581,8 +584,17 @@ class Simulation {
           mine[c.seq - 1] = rec;
         }
       } else {
-        const rec = h.changes.get(c.origin)?.[c.seq - 1];
-        if (rec) this.lagSamples(c.origin, region).push(now - rec.committedAtMs);
+        if (c.origin !== lagOrigin) {
+          // A batch's changes mostly come from one origin: look its lists up when it changes.
+          lagOrigin = c.origin;
+          lagChanges = h.changes.get(c.origin);
+          lagSamples = undefined;
+        }
+        const rec = lagChanges?.[c.seq - 1];
+        if (rec) {
+          lagSamples ??= this.lagSamples(c.origin, region);
+          lagSamples.push(now - rec.committedAtMs);
+        }
       }
       if (running) running[c.origin] = c.seq;
     }

@@ -44,11 +44,17 @@ export class DurableState {
     }
     for (const r of batch.kv) this.kv.set(kvId(r.ns, r.key), r);
     let maxHlc = this.state.maxHlc;
+    // A batch's changes mostly come from one origin: look its log up when the origin changes.
+    let origin: RegionId | undefined;
+    let log: OriginLog | undefined;
     for (const c of batch.changes) {
-      let log = this.logs.get(c.origin);
-      if (!log) {
-        log = { seqs: [], pos: [], changes: [], head: 0 };
-        this.logs.set(c.origin, log);
+      if (c.origin !== origin || !log) {
+        origin = c.origin;
+        log = this.logs.get(origin);
+        if (!log) {
+          log = { seqs: [], pos: [], changes: [], head: 0 };
+          this.logs.set(origin, log);
+        }
       }
       log.seqs.push(c.seq);
       log.pos.push(this.appendPos++);
