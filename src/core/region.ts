@@ -148,11 +148,11 @@ class BatchTx {
   private first: TxDoc | undefined;
   private docs: Map<string, Map<string, TxDoc>> | undefined;
   /** Documents to write, in the order they were first staged. */
-  private readonly written: TxDoc[] = [];
+  private written: TxDoc[] | undefined;
   readonly changes: Change[] = [];
   readonly kv: KvRecord[] = [];
   /** Previous cache states as (entry, doc, touched) triples, so a failed op can be rolled back. */
-  private readonly undo: (TxDoc | DocRecord | boolean | undefined)[] = [];
+  private undo: (TxDoc | DocRecord | boolean | undefined)[] | undefined;
   /** Set when the batch has anything to commit (a snapshot merge has no change-log entries). */
   dirty = false;
   private readonly mark: TxMark;
@@ -287,12 +287,16 @@ class BatchTx {
       e = { doc: undefined, touched: false, listed: false };
       this.setEntry(d.collection, d.key, e);
     }
-    this.undo.push(e, e.doc, e.touched);
+    // Both lists start as literals of their first entries: most batches stage one document, and a
+    // first push would allocate room for sixteen.
+    if (this.undo) this.undo.push(e, e.doc, e.touched);
+    else this.undo = [e, e.doc, e.touched];
     e.doc = d;
     e.touched = true;
     if (!e.listed) {
       e.listed = true;
-      this.written.push(e);
+      if (this.written) this.written.push(e);
+      else this.written = [e];
     }
     this.dirty = true;
   }
@@ -300,7 +304,7 @@ class BatchTx {
   /** Savepoint (one at a time: mutations run one after another): a failed op leaves nothing behind. */
   savepoint(): void {
     const m = this.mark;
-    m.undo = this.undo.length;
+    m.undo = this.undo?.length ?? 0;
     m.changes = this.changes.length;
     m.kv = this.kv.length;
     m.applied = this.applied;
@@ -309,10 +313,11 @@ class BatchTx {
 
   rollbackToSavepoint(): void {
     const m = this.mark;
-    while (this.undo.length > m.undo) {
-      const wasTouched = this.undo.pop() as boolean;
-      const prev = this.undo.pop() as DocRecord | undefined;
-      const e = this.undo.pop() as TxDoc;
+    const undo = this.undo;
+    while (undo && undo.length > m.undo) {
+      const wasTouched = undo.pop() as boolean;
+      const prev = undo.pop() as DocRecord | undefined;
+      const e = undo.pop() as TxDoc;
       e.doc = prev;
       e.touched = wasTouched;
     }
@@ -323,8 +328,13 @@ class BatchTx {
   }
 
   toBatch(): CommitBatch {
-    const docs: DocRecord[] = [];
-    for (const e of this.written) if (e.touched && e.doc) docs.push(e.doc);
+    const w = this.written;
+    let docs: DocRecord[];
+    if (w?.length === 1) docs = w[0]!.touched && w[0]!.doc ? [w[0]!.doc] : [];
+    else {
+      docs = [];
+      if (w) for (const e of w) if (e.touched && e.doc) docs.push(e.doc);
+    }
     return { docs, changes: this.changes, applied: this.applied, kv: this.kv };
   }
 }

@@ -106,6 +106,8 @@ interface SessionState {
   readOptions: ReadOptions;
   /** When the session's next operation is due: arrivals keep their pace while an operation waits. */
   nextAtMs: number;
+  /** Issues the session's next operation (built once: scheduled after every operation). */
+  next: () => void;
 }
 
 class Simulation {
@@ -208,9 +210,10 @@ class Simulation {
         token: undefined,
         readOptions: NO_OPTIONS,
         nextAtMs: session.rng.exp(thinkMeanMs),
+        next: () => this.nextOp(st),
       };
       this.sessions.push(st);
-      this.time.at(st.nextAtMs, () => this.nextOp(st));
+      this.time.at(st.nextAtMs, st.next);
     }
     await this.time.runUntil(this.options.durationMs);
     await this.settle();
@@ -382,7 +385,7 @@ class Simulation {
     }
     const thinkMeanMs = (this.workload.sessions.length * 1000) / this.options.opsPerSec;
     st.nextAtMs = Math.max(this.time.nowMs, st.nextAtMs + st.session.rng.exp(thinkMeanMs));
-    this.time.at(st.nextAtMs, () => this.nextOp(st));
+    this.time.at(st.nextAtMs, st.next);
   }
 
   private issue(st: SessionState, plan: OpPlan, replayOf: number | undefined): void {
