@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatRow, HEADER } from '../src/sim/saga/cli.js';
+import { formatRow, HEADER, main } from '../src/sim/saga/cli.js';
 import { DEFAULT_SAGA_SIM, simulateSagas } from '../src/sim/saga/saga-sim.js';
 
 /** Seeds of the saga and idempotency workloads swept by `npm test` (about 1 s of wall time each). */
@@ -29,6 +29,29 @@ describe('saga and idempotency simulation', () => {
     const b = await simulateSagas({ ...DEFAULT_SAGA_SIM, seed: 42, durationMs: 3000 });
     assert.deepEqual(a.stats, b.stats);
     assert.deepEqual(a.violations, b.violations);
+  });
+
+  it('replays a run with other regions from the flags its replay command prints', async () => {
+    const r = await simulateSagas({
+      ...DEFAULT_SAGA_SIM,
+      seed: 5,
+      durationMs: 3000,
+      regions: ['us-east-1', 'eu-west-1'],
+    });
+    const flags = r.replay.split(' -- --workload saga ')[1]!.split(' ');
+    assert.ok(flags.includes('--regions') && flags.includes('us-east-1,eu-west-1'), r.replay);
+    const out: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((chunk: string) => {
+      out.push(String(chunk));
+      return true;
+    }) as typeof process.stdout.write;
+    try {
+      assert.equal(await main(flags), 0);
+    } finally {
+      process.stdout.write = write;
+    }
+    assert.ok(out.includes(`${formatRow(r)}\n`), `the CLI's row matches the run:\n${out.join('')}`);
   });
 
   it('catches a key applied twice (planted: deposits without idempotency)', async () => {

@@ -73,13 +73,14 @@ export async function main(argv: string[]): Promise<number> {
         seed: seed + i,
         durationMs,
         faults,
+        regions,
         ...(bugs ? { bugs } : {}),
       });
     } catch (e) {
       failed++;
       process.stdout.write(`${String(seed + i).padStart(6)} the run threw: ${(e as Error).stack ?? e}\n`);
       process.stdout.write(
-        `  replay: npm run sim -- --workload saga --seed ${seed + i} --duration ${durationMs}ms\n`,
+        `  replay: npm run sim -- --workload saga --seed ${seed + i} --duration ${durationMs}ms${regionsArg ? ` --regions ${regions.join(',')}` : ''}\n`,
       );
       continue;
     }
