@@ -25,8 +25,8 @@ export interface RegionMetricsOptions {
 
 /**
  * Replication lag buckets (ms): 1 ms wide to 20 ms, 2 ms to 300 ms (the real one-way delays
- * between regions), then coarser. Fine enough that a quantile interpolated within a bucket is
- * off by at most a millisecond where the lag targets are judged.
+ * between regions), then coarser. A quantile interpolated within its bucket is off by less than
+ * the bucket's width: 1-2 ms where the lag targets are judged.
  */
 export const LAG_BUCKETS_MS = [
   ...Array.from({ length: 20 }, (_, i) => i + 1),
