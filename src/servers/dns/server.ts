@@ -4,17 +4,14 @@
  * per connection, pipelined (RFC 7766). Nothing a client sends can throw out of here.
  */
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { createServer, isIPv6, type Server, type Socket as TcpSocket } from 'node:net';
+import { createServer, isIPv6, type Server } from 'node:net';
 import type { MeridianConfig } from '../../adapters/config.js';
 import { type NetworkGeoIp, openGeoIp } from '../../adapters/geoip.js';
 import { answerQuery, type Outcome, type QueryContext, type Router } from './answer.js';
 import { ANSWER_CACHE_ENTRIES, AnswerCache } from './cache.js';
 import { EdgeHealthMonitor, type Probe } from './health.js';
+import { TCP_LIMITS, TcpConnections, type TcpCounters, type TcpLimits } from './tcp.js';
 import { zonePlan } from './zone.js';
-
-/** An idle TCP connection is closed after this long (RFC 7766 suggests seconds, not minutes). */
-export const TCP_IDLE_MS = 10_000;
-export const TCP_MAX_CONNECTIONS = 512;
 
 export interface DnsStats {
   udpQueries: number;
@@ -27,6 +24,9 @@ export interface DnsStats {
   byRegion: Record<string, number>;
   cacheHits: number;
   cacheMisses: number;
+  /** TCP connections open now, and how many were closed by each limit (src/servers/dns/tcp.ts). */
+  tcpConnections: number;
+  tcpClosed: TcpCounters;
 }
 
 export interface DnsServerOptions {
@@ -41,6 +41,8 @@ export interface DnsServerOptions {
   cacheEntries?: number;
   /** SOA serial; default: seconds since the epoch now. */
   serialS?: number;
+  /** TCP connection limits; default TCP_LIMITS. */
+  tcp?: Partial<TcpLimits>;
   log?: (line: string) => void;
 }
 
@@ -111,6 +113,8 @@ export async function startDnsServer(cfg: MeridianConfig, opts: DnsServerOptions
     byRegion: {},
     cacheHits: 0,
     cacheMisses: 0,
+    tcpConnections: 0,
+    tcpClosed: { evicted: 0, idleClosed: 0, slowClosed: 0, unreadClosed: 0 },
   };
   const answer = (msg: Buffer, sourceIp: string, transport: 'udp' | 'tcp'): Outcome => {
     let out: Outcome;
@@ -140,7 +144,10 @@ export async function startDnsServer(cfg: MeridianConfig, opts: DnsServerOptions
   let udp: Socket | undefined;
   let tcp: Server | undefined;
   let port = 0;
-  const connections = new Set<TcpSocket>();
+  const tcpConns = new TcpConnections({ ...TCP_LIMITS, ...opts.tcp }, (msg, client) => {
+    const out = answer(msg, client, 'tcp');
+    return out.kind === 'reply' ? out.bytes : undefined;
+  });
   // With port 0 the OS picks the UDP port; TCP must then get the same one, which another process
   // may hold: try a few times.
   for (let attempt = 0; ; attempt++) {
@@ -172,41 +179,23 @@ export async function startDnsServer(cfg: MeridianConfig, opts: DnsServerOptions
     }
   });
 
-  tcpServer.maxConnections = TCP_MAX_CONNECTIONS;
   tcpServer.on('error', (e) => log(`dns: tcp listener error: ${e.message}`));
-  tcpServer.on('connection', (sock) => {
-    connections.add(sock);
-    sock.setTimeout(TCP_IDLE_MS, () => sock.destroy());
-    sock.on('error', () => sock.destroy());
-    sock.on('close', () => connections.delete(sock));
-    let pending: Buffer = Buffer.alloc(0);
-    sock.on('data', (chunk: Buffer) => {
-      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-      const replies: Buffer[] = [];
-      while (pending.length >= 2) {
-        const len = pending.readUInt16BE(0);
-        if (pending.length < 2 + len) break;
-        const msg = pending.subarray(2, 2 + len);
-        pending = pending.subarray(2 + len);
-        const out = answer(msg, sock.remoteAddress ?? '', 'tcp');
-        if (out.kind !== 'reply') continue;
-        const prefix = Buffer.alloc(2);
-        prefix.writeUInt16BE(out.bytes.length, 0);
-        replies.push(prefix, out.bytes);
-      }
-      // Pipelined queries in one segment get their answers in one write.
-      if (replies.length > 0 && !sock.destroyed) sock.write(Buffer.concat(replies));
-    });
-  });
+  tcpServer.on('connection', (sock) => tcpConns.accept(sock));
 
   return {
     host,
     port,
     health,
-    stats: () => ({ ...structuredClone(stats), cacheHits: cache.hits, cacheMisses: cache.misses }),
+    stats: () => ({
+      ...structuredClone(stats),
+      cacheHits: cache.hits,
+      cacheMisses: cache.misses,
+      tcpConnections: tcpConns.size,
+      tcpClosed: { ...tcpConns.counters },
+    }),
     close: async () => {
       health.stop();
-      for (const c of connections) c.destroy();
+      tcpConns.closeAll();
       await Promise.all([
         new Promise<void>((resolve) => udpSock.close(() => resolve())),
         new Promise<void>((resolve) => tcpServer.close(() => resolve())),
