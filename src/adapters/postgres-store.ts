@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS ${s}.kv (
   PRIMARY KEY (ns, key)
 );
 CREATE INDEX IF NOT EXISTS kv_expiry ON ${s}.kv (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+ALTER TABLE ${s}.kv ADD COLUMN IF NOT EXISTS collection TEXT;
 CREATE TABLE IF NOT EXISTS ${s}.state (
   id INT PRIMARY KEY CHECK (id = 1),
   applied TEXT NOT NULL,
@@ -185,6 +186,7 @@ export class PostgresStore implements RegionStore {
       kv.map((r) => JSON.stringify(r.value)),
       kv.map((r) => r.hlc),
       kv.map((r) => r.expiresAtMs ?? null),
+      kv.map((r) => r.collection ?? null),
     ];
     let maxHlc: string | null = null;
     for (const c of changes) if (maxHlc === null || c.hlc > maxHlc) maxHlc = c.hlc;
@@ -202,13 +204,13 @@ export class PostgresStore implements RegionStore {
          SELECT o, s, h, p FROM unnest($5::text[], $6::bigint[], $7::text[], $8::text[])
            WITH ORDINALITY AS u(o, s, h, p, i) ORDER BY i
        ), k AS (
-         INSERT INTO ${this.s}.kv (ns, key, value, hlc, expires_at_ms)
-         SELECT * FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[])
+         INSERT INTO ${this.s}.kv (ns, key, value, hlc, expires_at_ms, collection)
+         SELECT * FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::text[])
          ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, hlc = excluded.hlc,
-           expires_at_ms = excluded.expires_at_ms
+           expires_at_ms = excluded.expires_at_ms, collection = excluded.collection
        )
-       UPDATE ${this.s}.state SET applied = $14,
-         max_hlc = CASE WHEN max_hlc IS NULL OR $15::text > max_hlc COLLATE "C" THEN $15::text ELSE max_hlc END
+       UPDATE ${this.s}.state SET applied = $15,
+         max_hlc = CASE WHEN max_hlc IS NULL OR $16::text > max_hlc COLLATE "C" THEN $16::text ELSE max_hlc END
        WHERE id = 1`,
       [...docCols, ...logCols, ...kvCols, applied, maxHlc],
     );
@@ -261,7 +263,9 @@ export class PostgresStore implements RegionStore {
     // One REPEATABLE READ transaction: the documents, kv and version all come from one instant.
     return this.tx(async (c) => {
       const docs = await c.query<DocRow>(`SELECT collection, key, state, version FROM ${this.s}.docs`);
-      const kv = await c.query<KvRow>(`SELECT ns, key, value, hlc, expires_at_ms FROM ${this.s}.kv`);
+      const kv = await c.query<KvRow>(
+        `SELECT ns, key, value, hlc, expires_at_ms, collection FROM ${this.s}.kv`,
+      );
       const st = await c.query<StateRow>(`SELECT applied FROM ${this.s}.state WHERE id = 1`);
       return {
         docs: docs.rows.map(toDoc),
@@ -273,7 +277,7 @@ export class PostgresStore implements RegionStore {
 
   async getKv(ns: string, key: string): Promise<KvRecord | undefined> {
     const { rows } = await this.pool.query<KvRow>(
-      `SELECT ns, key, value, hlc, expires_at_ms FROM ${this.s}.kv WHERE ns = $1 AND key = $2`,
+      `SELECT ns, key, value, hlc, expires_at_ms, collection FROM ${this.s}.kv WHERE ns = $1 AND key = $2`,
       [ns, key],
     );
     return rows[0] && toKv(rows[0]);
@@ -282,7 +286,7 @@ export class PostgresStore implements RegionStore {
   async listKv(ns: string): Promise<KvRecord[]> {
     // COLLATE "C": byte order, the same order the other stores give (not the database's locale).
     const { rows } = await this.pool.query<KvRow>(
-      `SELECT ns, key, value, hlc, expires_at_ms FROM ${this.s}.kv WHERE ns = $1 ORDER BY key COLLATE "C"`,
+      `SELECT ns, key, value, hlc, expires_at_ms, collection FROM ${this.s}.kv WHERE ns = $1 ORDER BY key COLLATE "C"`,
       [ns],
     );
     return rows.map(toKv);

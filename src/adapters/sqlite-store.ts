@@ -113,18 +113,18 @@ function prepareStatements(db: Database.Database) {
       'SELECT pos, origin, seq, hlc, payload FROM log WHERE origin = ? AND seq > ? ORDER BY seq, pos LIMIT ?',
     ),
     truncate: db.prepare<[string, number]>('DELETE FROM log WHERE origin = ? AND seq <= ?'),
-    putKv: db.prepare<[string, string, string, string, number | null]>(
-      `INSERT INTO kv (ns, key, value, hlc, expires_at_ms) VALUES (?, ?, ?, ?, ?)
+    putKv: db.prepare<[string, string, string, string, number | null, string | null]>(
+      `INSERT INTO kv (ns, key, value, hlc, expires_at_ms, collection) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, hlc = excluded.hlc,
-           expires_at_ms = excluded.expires_at_ms`,
+           expires_at_ms = excluded.expires_at_ms, collection = excluded.collection`,
     ),
     getKv: db.prepare<[string, string], KvRow>(
-      'SELECT ns, key, value, hlc, expires_at_ms FROM kv WHERE ns = ? AND key = ?',
+      'SELECT ns, key, value, hlc, expires_at_ms, collection FROM kv WHERE ns = ? AND key = ?',
     ),
     listKv: db.prepare<[string], KvRow>(
-      'SELECT ns, key, value, hlc, expires_at_ms FROM kv WHERE ns = ? ORDER BY key',
+      'SELECT ns, key, value, hlc, expires_at_ms, collection FROM kv WHERE ns = ? ORDER BY key',
     ),
-    allKv: db.prepare<[], KvRow>('SELECT ns, key, value, hlc, expires_at_ms FROM kv'),
+    allKv: db.prepare<[], KvRow>('SELECT ns, key, value, hlc, expires_at_ms, collection FROM kv'),
     purgeKv: db.prepare<[number]>('DELETE FROM kv WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ?'),
     state: db.prepare<[], StateRow>('SELECT applied, truncated, max_hlc FROM state WHERE id = 1'),
     // TEXT compares bytewise (BINARY), which is the HLC encoding's time order.
@@ -173,6 +173,9 @@ export class SqliteStore implements RegionStore {
     // Checkpoints run in the checkpointer thread, never inside a commit (see CHECKPOINTER).
     if (this.commitsBeforeCheckpointer > 0) db.pragma('wal_autocheckpoint = 0');
     db.exec(SCHEMA);
+    // Residency: which collection a kv record is about (added after the first schema).
+    const kvColumns = db.prepare<[], { name: string }>('PRAGMA table_info(kv)').all();
+    if (!kvColumns.some((c) => c.name === 'collection')) db.exec('ALTER TABLE kv ADD COLUMN collection TEXT');
     this.q = prepareStatements(db);
 
     const q = this.q;
@@ -186,7 +189,7 @@ export class SqliteStore implements RegionStore {
         if (maxHlc === null || c.hlc > maxHlc) maxHlc = c.hlc;
       }
       for (const r of batch.kv) {
-        q.putKv.run(r.ns, r.key, JSON.stringify(r.value), r.hlc, r.expiresAtMs ?? null);
+        q.putKv.run(r.ns, r.key, JSON.stringify(r.value), r.hlc, r.expiresAtMs ?? null, r.collection ?? null);
       }
       q.setApplied.run({ applied: JSON.stringify(batch.applied), hlc: maxHlc });
     });

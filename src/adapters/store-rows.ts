@@ -26,6 +26,8 @@ export interface KvRow {
   value: string;
   hlc: string;
   expires_at_ms: number | string | null;
+  /** The collection the record is about (residency); null for records about none. */
+  collection: string | null;
 }
 
 export interface StateRow {
@@ -51,5 +53,6 @@ export const toChange = (r: LogRow): Change => ({
 export const toKv = (r: KvRow): KvRecord => {
   const rec: KvRecord = { ns: r.ns, key: r.key, value: JSON.parse(r.value) as Json, hlc: r.hlc };
   if (r.expires_at_ms !== null) rec.expiresAtMs = Number(r.expires_at_ms);
+  if (r.collection !== null) rec.collection = r.collection;
   return rec;
 };

@@ -10,6 +10,11 @@ export interface KvEntry {
   value: Json;
   /** Milliseconds since the epoch after which the entry may be purged; absent = kept. */
   expiresAtMs?: number;
+  /**
+   * The collection the entry is about (an idempotency answer holds its document): a resident
+   * collection's entries stay in its regions. Entries of a document change concern its collection.
+   */
+  collection?: string;
 }
 
 export type ChangePayload =

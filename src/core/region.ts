@@ -35,6 +35,8 @@ export interface PlantedBugs {
   skipTokenWait?: boolean;
   /** acknowledgements report changes received but not yet durably applied. */
   ackBeforeApply?: boolean;
+  /** kv records about a resident collection are treated as unrestricted (sent, snapshotted, applied anywhere). */
+  leakResidentKv?: boolean;
 }
 
 export interface RegionCoreOptions {
@@ -68,7 +70,12 @@ export type RegionEvent =
   | { type: 'conflict'; collection: string; key: string }
   | { type: 'clock-skew'; from: RegionId; message: string }
   | { type: 'sync-timeout'; collection: string; key: string; seq: number }
-  | { type: 'snapshot-applied'; from: RegionId; docs: number };
+  | { type: 'snapshot-applied'; from: RegionId; docs: number }
+  /**
+   * A peer sent data of a resident collection this region may not hold; it was not stored (the
+   * change counts as a placeholder). Names no collection or key: this region may not know them.
+   */
+  | { type: 'residency-refused'; from: RegionId; origin: RegionId; seq: number; records: number };
 
 export interface DocView {
   key: string;
@@ -708,7 +715,7 @@ export class RegionCore {
       const more = await kvAfter(view, (ns, k) => this.readInTx(tx, ns, k));
       if (more.length > 0 && change.payload.kind === 'doc') {
         change.payload.kv = [...(change.payload.kv ?? []), ...more];
-        this.stageKv(tx, more, hlc);
+        this.stageKv(tx, more, hlc, spec.name);
       }
       return view;
     })();
@@ -777,14 +784,18 @@ export class RegionCore {
       tx.putDoc({ collection: p.collection, key: p.key, state, version });
     }
     const kv = p.kind === 'doc' ? p.kv : p.kind === 'kv' ? p.entries : undefined;
-    if (kv !== undefined && kv.length > 0) this.stageKv(tx, kv, change.hlc);
+    if (kv !== undefined && kv.length > 0)
+      this.stageKv(tx, kv, change.hlc, p.kind === 'doc' ? p.collection : undefined);
     return conflict;
   }
 
-  private stageKv(tx: BatchTx, entries: readonly KvEntry[], hlc: string): void {
+  /** Stages kv records; those of a document change concern its collection unless they name one. */
+  private stageKv(tx: BatchTx, entries: readonly KvEntry[], hlc: string, collection?: string): void {
     for (const e of entries) {
       const rec: KvRecord = { ns: e.ns, key: e.key, value: e.value, hlc };
       if (e.expiresAtMs !== undefined) rec.expiresAtMs = e.expiresAtMs;
+      const about = e.collection ?? collection;
+      if (about !== undefined) rec.collection = about;
       tx.kv.push(rec);
     }
   }
@@ -931,18 +942,62 @@ export class RegionCore {
         .filter((c) => c.residency && !c.residency.includes(peer))
         .map((c) => c.name);
       const docs = snap.docs.filter((d) => !omitted.includes(d.collection));
-      return { kind: 'snapshot', snapshot: { ...snap, docs }, omittedCollections: omitted };
+      // Stored idempotency answers hold the documents they answered with: they stay home too.
+      const kv = snap.kv.filter((r) => this.mayHold(r.collection, peer));
+      return { kind: 'snapshot', snapshot: { ...snap, docs, kv }, omittedCollections: omitted };
     }
     const changes = await this.opts.store.readLog(have, limit);
     return { kind: 'changes', changes: changes.map((c) => this.forPeer(c, peer)) };
   }
 
-  /** Filters one change for a peer: a resident collection's change becomes a placeholder outside its regions. */
+  /**
+   * Filters one change for a peer: a change holding a resident collection's data (its document, or
+   * a kv record about it) becomes a placeholder outside its regions.
+   */
   forPeer(c: Change, peer: RegionId): Change {
-    if (c.payload.kind !== 'doc') return c;
-    const spec = this.collections.get(c.payload.collection);
-    if (spec?.residency && !spec.residency.includes(peer)) return withheld(c, spec.residency);
-    return c;
+    const allowed = this.residencyOf(c);
+    return allowed && !allowed.includes(peer) ? withheld(c, allowed) : c;
+  }
+
+  /**
+   * The regions that may hold a change, when it holds a resident collection's data: its document's
+   * collection and every kv entry naming one (all of them must allow the region). Undefined: any.
+   */
+  residencyOf(c: Change): RegionId[] | undefined {
+    const p = c.payload;
+    if (p.kind === 'withheld') return undefined;
+    let allowed: RegionId[] | undefined;
+    let kv: KvEntry[] | undefined;
+    if (p.kind === 'doc') {
+      allowed = this.collections.get(p.collection)?.residency;
+      kv = p.kv;
+    } else kv = p.entries;
+    if (kv === undefined || this.bugs.leakResidentKv) return allowed;
+    for (const e of kv) {
+      const r = e.collection === undefined ? undefined : this.collections.get(e.collection)?.residency;
+      if (r) allowed = allowed ? allowed.filter((x) => r.includes(x)) : r;
+    }
+    return allowed;
+  }
+
+  /** Whether `region` may hold data about `collection` (undefined: data about no collection). */
+  private mayHold(collection: string | undefined, region: RegionId): boolean {
+    if (collection === undefined || this.bugs.leakResidentKv) return true;
+    const r = this.collections.get(collection)?.residency;
+    return !r || r.includes(region);
+  }
+
+  /**
+   * Defence in depth on apply: a change this region may not hold (a peer that failed to withhold
+   * it) is stored as the placeholder it should have been, so the sequence stays contiguous.
+   */
+  private admit(from: RegionId, c: Change): Change {
+    const allowed = this.residencyOf(c);
+    if (!allowed || allowed.includes(this.region)) return c;
+    const p = c.payload;
+    const records = p.kind === 'doc' ? 1 + (p.kv?.length ?? 0) : p.kind === 'kv' ? p.entries.length : 0;
+    this.opts.onEvent?.({ type: 'residency-refused', from, origin: c.origin, seq: c.seq, records });
+    return withheld(c, allowed);
   }
 
   /**
@@ -997,7 +1052,7 @@ export class RegionCore {
         blocked.add(c.origin);
         continue;
       }
-      let change = c;
+      let change = this.admit(from, c);
       if (this.bugs.dropIncrement && c.payload.kind === 'doc' && c.payload.delta.t === 'counter') {
         change = { ...c, payload: { ...c.payload, delta: { t: 'counter', p: {}, n: {} } } };
       }
@@ -1042,13 +1097,20 @@ export class RegionCore {
         `snapshot from ${from} omits resident collections this region holds: ${mine.map((c) => c.name).join(', ')}`,
       );
     }
+    // Defence in depth: what a peer should have left out of the snapshot is not stored here.
+    const docs = snap.docs.filter((d) => this.mayHold(d.collection, this.region));
+    const kv = snap.kv.filter((r) => this.mayHold(r.collection, this.region));
+    const refused = snap.docs.length - docs.length + snap.kv.length - kv.length;
+    if (refused > 0) {
+      this.opts.onEvent?.({ type: 'residency-refused', from, origin: from, seq: 0, records: refused });
+    }
     await this.enqueue(async (tx) => {
-      for (const d of snap.docs) {
+      for (const d of docs) {
         const cur = await tx.getDoc(d.collection, d.key);
         const state = cur ? mergeDoc(cur.state, d.state).state : d.state;
         tx.putDoc({ ...d, state, version: mergeVersions(cur?.version ?? {}, d.version) });
       }
-      tx.kv.push(...snap.kv);
+      tx.kv.push(...kv);
       // The snapshot covers changes our log will never hold: mark that range truncated (before the
       // commit, so no crash leaves a silent hole) so that a peer behind it gets a snapshot from us
       // instead of a log with a gap it would wait on forever.
@@ -1064,7 +1126,7 @@ export class RegionCore {
       tx.dirty = true;
       return undefined;
     });
-    this.opts.onEvent?.({ type: 'snapshot-applied', from, docs: snap.docs.length });
+    this.opts.onEvent?.({ type: 'snapshot-applied', from, docs: docs.length });
   }
 
   /** Records what `peer` has durably applied (from its acknowledgement or its pull cursor). */

@@ -23,6 +23,8 @@ export interface KvRecord {
   /** Encoded HLC of the write; a replicated entry replaces an older one only. */
   hlc: string;
   expiresAtMs?: number;
+  /** The collection the record is about, when it holds that collection's data (residency). */
+  collection?: string;
 }
 
 export interface CommitBatch {

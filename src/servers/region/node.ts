@@ -261,6 +261,13 @@ export class RegionNode implements RegionNodeContext {
       case 'snapshot-applied':
         this.log.info({ from: e.from, docs: e.docs }, 'snapshot applied');
         return;
+      case 'residency-refused':
+        // Origin and sequence only: the collection and key are what this region may not hold.
+        this.log.warn(
+          { from: e.from, origin: e.origin, seq: e.seq, records: e.records },
+          'refused resident data a peer sent',
+        );
+        return;
       case 'applied':
         return;
     }
