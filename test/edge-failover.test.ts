@@ -276,7 +276,9 @@ describe('edge health rules (stand-in regions with scripted answers)', () => {
     await b?.close();
   });
 
-  it('a 500 ejects the region and the request is retried; a 504 is delivered and ejects nothing', async () => {
+  // Issue 18: a 5xx of live traffic is a region that answered; only its health endpoint, refused
+  // or reset connections and silence are evidence that it is gone.
+  it('a 500 is retried elsewhere but ejects nothing; a 504 is delivered and ejects nothing', async () => {
     a.failWith = 504;
     const timeout = await viaEdge(edge, 'PUT', '/v1/accounts/x', { body: 1 });
     assert.equal(timeout.status, 504);
@@ -285,10 +287,8 @@ describe('edge health rules (stand-in regions with scripted answers)', () => {
     const r = await viaEdge(edge, 'GET', '/v1/settings/x');
     assert.equal(r.status, 200);
     assert.deepEqual(r.route, { policy: 'failover', region: 'eu-west-1', reason: 'retry' });
-    assert.equal(edge.table.isUp('us-east-1'), false);
-    // Probes still pass, so after `rise` of them it is back.
+    assert.equal(edge.table.isUp('us-east-1'), true);
     a.failWith = undefined;
-    await eventually('us-east-1 to rise again', async () => edge.table.isUp('us-east-1'), 5000);
   });
 
   it('a region whose /healthz says 503 falls after `fall` probes and rises after `rise`', async () => {

@@ -31,6 +31,8 @@ const collection = z.object({
   policy: z.enum(['pinned', 'lww', 'counter', 'set']),
   replication: replication.default({ mode: 'async' }),
   residency: z.array(regionId).optional(),
+  /** `sagas`: /v1 clients may only read it; only the saga engine writes (403 read_only). */
+  writableBy: z.enum(['clients', 'sagas']).optional(),
 });
 
 const region = z.object({
@@ -48,11 +50,27 @@ const region = z.object({
   routes: z.record(regionId, url).default({}),
 });
 
+/**
+ * Health checks of the edges and the GeoDNS server (docs/routing.md, "Health model"). Probe
+ * deadlines follow each path's measured RTT: srtt + max(granularityMs, 4·rttvar) within
+ * [minTimeoutMs, maxTimeoutMs]; `timeoutMs` (or `initialRttMs`) serves until the first sample.
+ */
 const health = z.object({
-  intervalMs: z.number().int().positive().default(1000),
-  timeoutMs: z.number().int().positive().default(500),
-  fall: z.number().int().positive().default(3),
+  intervalMs: z.number().int().positive().default(250),
+  timeoutMs: z.number().int().positive().default(1000),
+  fall: z.number().int().positive().default(2),
   rise: z.number().int().positive().default(2),
+  /** The rest default in core/health.ts (DEFAULT_HEALTH), so a config may name only the above. */
+  initialRttMs: z.number().int().positive().optional(),
+  granularityMs: z.number().int().nonnegative().optional(),
+  minTimeoutMs: z.number().int().positive().optional(),
+  maxTimeoutMs: z.number().int().positive().optional(),
+  stallMs: z.number().int().positive().optional(),
+  passiveFall: z.number().int().positive().optional(),
+  /** Share of the regions one edge may hold down at once (at least one). */
+  maxEjectedShare: z.number().min(0).max(1).optional(),
+  /** GeoDNS: vantage points (its own probes and each edge's view) that must agree a region is down. */
+  quorum: z.number().int().positive().optional(),
 });
 
 const geoOverride = z.object({
@@ -61,13 +79,45 @@ const geoOverride = z.object({
   lon: z.number().min(-180).max(180),
 });
 
+/** What one client may send the edge, and how long it may take. */
+const edgeClient = z.object({
+  /** Time from the first byte of a request head to its end (408 after). */
+  headTimeoutMs: z.number().int().positive().default(10_000),
+  /** Time from the end of a request head to the end of its body (408 after). */
+  bodyTimeoutMs: z.number().int().positive().default(30_000),
+  /** An idle keep-alive connection is closed after this long. */
+  keepAliveTimeoutMs: z.number().int().positive().default(65_000),
+  /** The whole request head: request line and header lines (431). */
+  maxHeadBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(16 * 1024),
+  /** One header line, or the request line (431; 414 for the request line). */
+  maxHeaderLineBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(8 * 1024),
+  /** Header lines in one request head (431). */
+  maxHeaderCount: z.number().int().positive().default(100),
+  /** A chunk-size line with its extensions, and the trailer section (400). */
+  maxChunkLineBytes: z.number().int().positive().default(4096),
+  /** Open connections from one client address; more are closed at once. */
+  maxConnectionsPerClient: z.number().int().positive().default(256),
+  /** Open client connections in all; more are closed at once. */
+  maxConnections: z.number().int().positive().default(10_000),
+});
+// zod 4 does not parse a default through its schema: the object's default spells every field.
+const EDGE_CLIENT_DEFAULTS: z.output<typeof edgeClient> = edgeClient.parse({});
+
 const edge = z.object({
   policy: z.enum(['latency', 'geo', 'weighted', 'failover']).default('latency'),
   /** weighted: region -> relative weight. */
   weights: z.record(regionId, z.number().nonnegative()).default({}),
   /** failover: regions in priority order. */
   priority: z.array(regionId).default([]),
-  health: health.default({ intervalMs: 1000, timeoutMs: 500, fall: 3, rise: 2 }),
+  health: health.default({ intervalMs: 250, timeoutMs: 1000, fall: 2, rise: 2 }),
   /** How long reads stick to the region of a client's last write. */
   stickyMs: z.number().int().nonnegative().default(10_000),
   maxBodyBytes: z
@@ -75,6 +125,13 @@ const edge = z.object({
     .int()
     .positive()
     .default(1024 * 1024),
+  /**
+   * Longest `Meridian-Max-Wait-Ms` the edge forwards: its upstream budget for such a read is the
+   * ask plus `upstream.headersTimeoutMs`; a larger ask is refused with 400 before it is sent.
+   */
+  maxWaitMs: z.number().int().nonnegative().default(60_000),
+  /** Limits on what clients send to the edge (docs/limits.md, "Edge router (HTTP)"). */
+  client: edgeClient.default(EDGE_CLIENT_DEFAULTS),
 });
 
 const geoip = z.object({
@@ -110,6 +167,34 @@ const store = z.discriminatedUnion('kind', [
     schemaPrefix: z.string().default('meridian_'),
   }),
 ]);
+
+/** What one request may send a region node, and how long it may take to send it. */
+const nodeLimits = z.object({
+  /** Nesting of arrays and objects in a JSON body (400 too_deep). */
+  maxJsonDepth: z.number().int().min(1).max(1000).default(64),
+  /** Members of one JSON object (413 too_large). */
+  maxObjectKeys: z.number().int().positive().default(1000),
+  /** Elements of one JSON array (413 too_large). */
+  maxArrayLength: z.number().int().positive().default(10_000),
+  /** UTF-16 code units of one JSON string, member names included (413 too_large). */
+  maxStringLength: z
+    .number()
+    .int()
+    .positive()
+    .default(256 * 1024),
+  /** The request line and headers together (431 headers_too_large). */
+  maxHeaderBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(16 * 1024),
+  /** From a connection's first byte of a request to the end of its head (408 request_timeout). */
+  headersTimeoutMs: z.number().int().positive().default(10_000),
+  /** From the first byte of a request to the end of its body (408 request_timeout). */
+  requestTimeoutMs: z.number().int().positive().default(30_000),
+});
+// zod 4 does not parse a default through its schema: the object's default spells every field.
+const NODE_LIMITS_DEFAULTS: z.output<typeof nodeLimits> = nodeLimits.parse({});
 
 /** Region-to-region streams and change-log retention of region nodes. */
 const replicationSettings = z.object({
@@ -147,9 +232,11 @@ export const configSchema = z.object({
     policy: 'latency',
     weights: {},
     priority: [],
-    health: { intervalMs: 1000, timeoutMs: 500, fall: 3, rise: 2 },
+    health: { intervalMs: 250, timeoutMs: 1000, fall: 2, rise: 2 },
     stickyMs: 10_000,
     maxBodyBytes: 1024 * 1024,
+    maxWaitMs: 60_000,
+    client: EDGE_CLIENT_DEFAULTS,
   }),
   geoip: geoip.default({ overrides: [] }),
   dns: dns.default({
@@ -176,6 +263,7 @@ export const configSchema = z.object({
         .int()
         .positive()
         .default(1024 * 1024),
+      /** Default and longest wait for Meridian-Min-Version; a larger Meridian-Max-Wait-Ms is clamped to it. */
       maxWaitMs: z.number().int().nonnegative().default(1000),
       syncTimeoutMs: z.number().int().positive().default(2000),
       maxOffsetMs: z.number().int().positive().default(500),
@@ -184,6 +272,10 @@ export const configSchema = z.object({
         .int()
         .positive()
         .default(24 * 3600 * 1000),
+      /** Limits on a request to the node (docs/limits.md, "Region node (HTTP)"). */
+      limits: nodeLimits.default(NODE_LIMITS_DEFAULTS),
+      /** Balance of an account opened with POST /v1/accounts/{key}/open. */
+      accountOpeningBalance: z.number().int().nonnegative().default(1000),
     })
     .default({
       maxBodyBytes: 1024 * 1024,
@@ -191,6 +283,8 @@ export const configSchema = z.object({
       syncTimeoutMs: 2000,
       maxOffsetMs: 500,
       idempotencyTtlMs: 86_400_000,
+      limits: NODE_LIMITS_DEFAULTS,
+      accountOpeningBalance: 1000,
     }),
 });
 
@@ -232,6 +326,9 @@ export function parseConfig(raw: unknown, source = 'config'): MeridianConfig {
   }
   for (const r of [...Object.keys(cfg.edge.weights), ...cfg.edge.priority]) {
     if (!ids.includes(r)) problems.push(`edge: unknown region '${r}' in weights or priority`);
+  }
+  if (cfg.node.limits.headersTimeoutMs > cfg.node.limits.requestTimeoutMs) {
+    problems.push('node.limits.headersTimeoutMs: must not be longer than node.limits.requestTimeoutMs');
   }
   if (cfg.cluster.primary && !ids.includes(cfg.cluster.primary)) {
     problems.push(`cluster.primary: unknown region '${cfg.cluster.primary}'`);

@@ -52,14 +52,32 @@ describe('RequestAttempt', () => {
     assert.deepEqual(b.next(answer(503, 'region=b'), allUp), { kind: 'send', region: 'b', reason: 'replay' });
   });
 
-  it('does not replay to a down or unknown region', () => {
+  it('does not replay to an unknown region', () => {
     const a = new RequestAttempt(plan, true, (r) => r !== 'zz');
     a.first();
     assert.deepEqual(a.next(answer(421, 'region=zz'), allUp), { kind: 'deliver' });
-    assert.deepEqual(
-      a.next(answer(421, 'region=b'), (r) => r !== 'b'),
-      { kind: 'deliver' },
-    );
+  });
+
+  // Issue 18: an edge that held the home region down (a false ejection) answered the node's 421
+  // itself; the owner of the data is the only region that can answer, so it is asked anyway.
+  it('replays a 421 or 503 to the named region even when this edge holds it down', () => {
+    const onlyAUp = (r: string) => r === 'a';
+    const a = new RequestAttempt(plan, false);
+    a.first();
+    assert.deepEqual(a.next(answer(421, 'region=b'), onlyAUp), {
+      kind: 'send',
+      region: 'b',
+      reason: 'replay',
+    });
+    const b = new RequestAttempt(plan, true);
+    b.first();
+    assert.deepEqual(b.next(answer(503, 'region=c'), onlyAUp), {
+      kind: 'send',
+      region: 'c',
+      reason: 'replay',
+    });
+    // ...and if the held-down region really is gone, the request fails there, not in a loop.
+    assert.equal(b.next(err, onlyAUp).kind, 'fail');
   });
 
   it('a retry may still be replayed to the home region', () => {

@@ -1,7 +1,7 @@
 /**
  * One proxied request as a state machine: it starts in the plan's first region and, after each
  * upstream outcome, either delivers, replays once in the region an answer names (421/503 with
- * `Meridian-Replay`), or retries an idempotent request once in the next healthy region.
+ * `Meridian-Replay`, up or not), or retries an idempotent request once in the next healthy region.
  */
 import type { RegionId } from '../types.js';
 import type { RoutePlan, RouteReason } from './policy.js';
@@ -76,9 +76,11 @@ export class RequestAttempt {
       const c = this.classify(outcome);
       if (c.kind === 'ok') return { kind: 'deliver' };
       if (c.kind === 'replay') {
-        // One replay, only to a region that is known, other than this one and up: else the
-        // region's own 421/503 is the most honest answer.
-        if (this.replayed || c.region === this.region || !this.known(c.region) || !isUp(c.region)) {
+        // One replay, to a known region other than this one. Whether this edge holds it down does
+        // not matter: the region that owns the data is the only one that can answer, and the
+        // alternative is handing the client the refusal (a probe's verdict may be wrong; the
+        // replay finds out).
+        if (this.replayed || c.region === this.region || !this.known(c.region)) {
           return { kind: 'deliver' };
         }
         this.replayed = true;

@@ -15,7 +15,7 @@ describe('RoutingTable', () => {
     t.observe('eu-west-1', { kind: 'probe-ok', rttMs: 5 }, 1);
     assert.deepEqual(t.plan({ random: 0 }).order, ['eu-west-1', 'us-east-1']);
     t.dispatched('eu-west-1');
-    const tr = t.observe('eu-west-1', { kind: 'request-failed', reason: 'ECONNRESET' }, 2);
+    const tr = t.observe('eu-west-1', { kind: 'request-failed', reason: 'ECONNREFUSED' }, 2);
     assert.equal(tr?.to, 'down');
     assert.equal(tr?.region, 'eu-west-1');
     assert.deepEqual(t.plan({ random: 0 }), { order: ['us-east-1'], reason: 'failover', panic: false });
@@ -27,5 +27,50 @@ describe('RoutingTable', () => {
     assert.equal(eu.errors, 1);
     assert.equal(eu.status, 'up');
     assert.equal(eu.probesOk, 3);
+  });
+});
+
+const ten = [
+  { id: 'us-east-1', lat: 38.9, lon: -77.4 },
+  { id: 'us-west-1', lat: 37.4, lon: -122.1 },
+  { id: 'us-west-2', lat: 45.6, lon: -121.2 },
+  { id: 'eu-west-1', lat: 53.3, lon: -6.3 },
+  { id: 'eu-central-1', lat: 50.1, lon: 8.7 },
+  { id: 'ap-northeast-1', lat: 35.7, lon: 139.7 },
+  { id: 'ap-northeast-2', lat: 37.6, lon: 127.0 },
+  { id: 'ap-southeast-1', lat: 1.35, lon: 103.8 },
+  { id: 'ap-southeast-2', lat: -33.9, lon: 151.2 },
+  { id: 'sa-east-1', lat: -23.5, lon: -46.6 },
+];
+const fromSaoPaulo = { ...ctx, edgeLocation: ten[9]! };
+
+describe('RoutingTable health (issue 18)', () => {
+  it('starts each path with a deadline from its distance, not one constant for all', () => {
+    const t = new RoutingTable(ten, fromSaoPaulo, { timeoutMs: 400 }, 0);
+    // São Paulo to Singapore is about 330 ms of round trip: a 400 ms deadline failed every probe.
+    assert.ok(t.probeTimeoutMs('ap-southeast-1') > 500, `${t.probeTimeoutMs('ap-southeast-1')}`);
+    assert.ok(t.probeTimeoutMs('sa-east-1') < t.probeTimeoutMs('us-east-1'));
+  });
+
+  it('holds no more than half the regions down, however many look dead', () => {
+    const t = new RoutingTable(ten, fromSaoPaulo, { fall: 2 }, 0);
+    for (const r of ten) {
+      t.observe(r.id, { kind: 'probe-failed', reason: 'no answer', failure: 'timeout' }, 1);
+      t.observe(r.id, { kind: 'probe-failed', reason: 'no answer', failure: 'timeout' }, 2);
+    }
+    assert.equal(t.snapshot().filter((s) => s.status === 'down').length, 5);
+    assert.equal(t.snapshot().filter((s) => s.held).length, 5);
+    // When a held-down region comes back, a held one may be ejected on its next failure.
+    const down = t.snapshot().find((s) => s.status === 'down')!.region;
+    t.observe(down, { kind: 'probe-ok', rttMs: 100 }, 3);
+    t.observe(down, { kind: 'probe-ok', rttMs: 100 }, 4);
+    const held = t.snapshot().find((s) => s.held)!.region;
+    assert.equal(t.observe(held, { kind: 'probe-failed', reason: 'x', failure: 'timeout' }, 5)?.to, 'down');
+  });
+
+  it('always lets one region go down, even in a two-region table', () => {
+    const t = new RoutingTable(regions, ctx, { fall: 1, maxEjectedShare: 0.1 }, 0);
+    assert.equal(t.observe('eu-west-1', { kind: 'probe-failed', reason: 'ECONNREFUSED' }, 1)?.to, 'down');
+    assert.equal(t.observe('us-east-1', { kind: 'probe-failed', reason: 'ECONNREFUSED' }, 1), undefined);
   });
 });

@@ -3,7 +3,14 @@
  * passive ejection), smoothed RTT, request and error counts, and the route plan built from them.
  * Time comes in as `nowMs`, so the simulator can drive it exactly as the edge does.
  */
-import { type HealthEvent, type HealthOptions, HealthState, type HealthTransition } from '../health.js';
+import { greatCircleKm, type LatLon } from '../geo.js';
+import {
+  type HealthBugs,
+  type HealthEvent,
+  type HealthOptions,
+  HealthState,
+  type HealthTransition,
+} from '../health.js';
 import type { RegionId, RegionInfo } from '../types.js';
 import { type PolicyContext, planRoute, type RegionView, type RoutePlan, type RouteQuery } from './policy.js';
 
@@ -19,6 +26,32 @@ export interface RegionStatus {
   probesFailed: number;
   lastChangeMs: number;
   lastReason: string;
+  /** The deadline of the next probe to the region (the path's RTO). */
+  probeTimeoutMs: number;
+  /** Enough evidence to eject, but the ejection cap keeps it up. */
+  held: boolean;
+}
+
+/** How much of the table one prober may hold down at once, and the per-path starting RTT. */
+export interface TableHealthOptions extends Partial<HealthOptions> {
+  /**
+   * Share of the regions that may be down at once (Envoy's max_ejection_percent; at least one may
+   * always be). Beyond it the edge trusts the regions rather than its own probes: a prober that
+   * sees half the world gone is more likely the one cut off.
+   */
+  maxEjectedShare?: number;
+  bugs?: HealthBugs;
+}
+
+export const DEFAULT_MAX_EJECTED_SHARE = 0.5;
+
+/**
+ * A first guess at a path's RTT from the distance between its ends, used until it is measured:
+ * light in fibre covers about 100 km per ms of round trip, and real routes are longer than great
+ * circles (the lab's table sits between 1.3 and 2 times the straight line).
+ */
+export function guessRttMs(a: LatLon, b: LatLon): number {
+  return Math.round((greatCircleKm(a, b) / 100) * 2) + 2;
 }
 
 export interface RegionTransition extends HealthTransition {
@@ -41,18 +74,24 @@ export class RoutingTable {
   private readonly entries = new Map<RegionId, Entry>();
   private readonly views: RegionView[] = [];
   private cached: RoutePlan | undefined;
+  private readonly maxDown: number;
+  private down = 0;
+  private readonly mayEject = (): boolean => this.down < this.maxDown;
   readonly ctx: PolicyContext;
 
   constructor(
     regions: readonly RegionInfo[],
     ctx: PolicyContext,
-    health: Partial<HealthOptions> = {},
+    health: TableHealthOptions = {},
     nowMs = 0,
   ) {
     this.ctx = ctx;
+    const { maxEjectedShare, bugs, ...stateOptions } = health;
+    this.maxDown = Math.max(1, Math.floor(regions.length * (maxEjectedShare ?? DEFAULT_MAX_EJECTED_SHARE)));
     for (const r of regions) {
       const view: RegionView = { id: r.id, lat: r.lat, lon: r.lon, status: 'up', srttMs: undefined };
-      const state = new HealthState(health, 'up', nowMs);
+      const initialRttMs = stateOptions.initialRttMs ?? guessRttMs(ctx.edgeLocation, r);
+      const state = new HealthState({ ...stateOptions, initialRttMs }, 'up', nowMs, bugs);
       this.entries.set(r.id, {
         view,
         health: state,
@@ -66,6 +105,8 @@ export class RoutingTable {
           probesFailed: 0,
           lastChangeMs: nowMs,
           lastReason: state.lastReason,
+          probeTimeoutMs: state.probeTimeoutMs(),
+          held: false,
         },
       });
       this.views.push(view);
@@ -82,6 +123,11 @@ export class RoutingTable {
 
   isUp(region: RegionId): boolean {
     return this.entries.get(region)?.view.status === 'up';
+  }
+
+  /** The deadline of the next probe to `region`: its path's RTO. */
+  probeTimeoutMs(region: RegionId): number {
+    return this.entries.get(region)?.health.probeTimeoutMs() ?? 1000;
   }
 
   /**
@@ -110,7 +156,8 @@ export class RoutingTable {
     if (event.kind === 'request-failed') e.stats.errors++;
     else if (event.kind === 'probe-ok') e.stats.probesOk++;
     else if (event.kind === 'probe-failed' || event.kind === 'probe-unhealthy') e.stats.probesFailed++;
-    const t = e.health.observe(event, nowMs);
+    const t = e.health.observe(event, nowMs, this.mayEject);
+    if (t) this.down += t.to === 'down' ? 1 : -1;
     if (e.view.status !== e.health.status || e.view.srttMs !== e.health.srttMs) this.cached = undefined;
     e.view.status = e.health.status;
     e.view.srttMs = e.health.srttMs;
@@ -118,6 +165,8 @@ export class RoutingTable {
     e.stats.srttMs = e.health.srttMs;
     e.stats.lastChangeMs = e.health.lastChangeMs;
     e.stats.lastReason = e.health.lastReason;
+    e.stats.probeTimeoutMs = e.health.probeTimeoutMs();
+    e.stats.held = e.health.held;
     return t ? { ...t, region } : undefined;
   }
 

@@ -1,42 +1,102 @@
 /**
- * Active health checks: every `intervalMs`, GET /healthz on each region node with a `timeoutMs`
- * deadline. 200 is a good probe (its RTT feeds the smoothed RTT), a 503 is a region saying it is
- * draining or failed, anything else or no answer in time is a failed probe.
+ * Active health checks: every `intervalMs`, GET /healthz on each region node. Each probe's
+ * deadline is its path's RTO (core/health.ts): 200 is a good probe (its RTT feeds the estimate), a
+ * 503 is a region saying it is draining or failed, anything else or no answer by the deadline is a
+ * failed probe. A probe past its deadline keeps listening up to the ceiling: a late answer still
+ * proves the region alive and teaches the estimate the slower path.
  */
-import type { HealthEvent } from '../../core/health.js';
+import type { FailureKind, HealthEvent } from '../../core/health.js';
+import { classifyFailure, DEFAULT_HEALTH } from '../../core/health.js';
 import type { RegionId } from '../../core/types.js';
 import type { Upstream } from './upstreams.js';
 
 export interface ProberOptions {
   intervalMs: number;
+  /** The deadline before the first sample, and for every probe when `timeoutFor` is absent. */
   timeoutMs: number;
+  /** How long a probe past its deadline still waits for a late answer (the RTO ceiling). */
+  maxTimeoutMs?: number;
+  /** Each path's current deadline (the routing table's RTO). */
+  timeoutFor?: (region: RegionId) => number;
 }
 
-/** One probe; never throws. */
-export async function probeOnce(u: Upstream, timeoutMs: number): Promise<HealthEvent> {
+/**
+ * One probe; never throws. `report` is called once with the verdict at the deadline or on the
+ * answer, and once more with `probe-ok` if an answer comes after a reported timeout.
+ */
+export function probeOnce(
+  u: Upstream,
+  timeoutMs: number,
+  report: (ev: HealthEvent) => void,
+  maxWaitMs = timeoutMs,
+): Promise<void> {
   const started = performance.now();
-  const signal = AbortSignal.timeout(timeoutMs);
-  try {
-    const res = await u.probe.request({ method: 'GET', path: '/healthz', signal, headersTimeout: timeoutMs });
-    await res.body.dump();
-    const rttMs = performance.now() - started;
-    if (res.statusCode === 200) return { kind: 'probe-ok', rttMs };
-    if (res.statusCode === 503) return { kind: 'probe-unhealthy', reason: 'healthz answered 503' };
-    return { kind: 'probe-failed', reason: `healthz answered ${res.statusCode}` };
-  } catch (e) {
-    const err = e as Error & { code?: string };
-    const reason = signal.aborted ? `no answer in ${timeoutMs} ms` : (err.code ?? err.message);
-    return { kind: 'probe-failed', reason };
-  }
+  const hardMs = Math.max(timeoutMs, maxWaitMs);
+  const signal = AbortSignal.timeout(hardMs);
+  let settled = false;
+  // The deadline is judged one event-loop turn after the timer fires, so an answer that arrived
+  // while this process was stalled is read first; how late the timer fired is reported with it.
+  const deadline = setTimeout(() => {
+    const lateMs = performance.now() - started - timeoutMs;
+    setImmediate(() => {
+      if (settled) return;
+      settled = true;
+      report({
+        kind: 'probe-failed',
+        reason: `no answer in ${Math.round(timeoutMs)} ms`,
+        failure: 'timeout',
+        lateMs,
+      });
+    });
+  }, timeoutMs);
+  deadline.unref();
+  const answer = (ev: HealthEvent): void => {
+    clearTimeout(deadline);
+    if (!settled) {
+      settled = true;
+      report(ev);
+    } else if (ev.kind === 'probe-ok') report(ev);
+  };
+  return u.probe
+    .request({ method: 'GET', path: '/healthz', signal, headersTimeout: hardMs })
+    .then(async (res) => {
+      await res.body.dump();
+      const rttMs = performance.now() - started;
+      if (res.statusCode === 200) answer({ kind: 'probe-ok', rttMs });
+      else if (res.statusCode === 503) answer({ kind: 'probe-unhealthy', reason: 'healthz answered 503' });
+      else {
+        const failure: FailureKind = res.statusCode >= 500 ? 'unhealthy' : 'other';
+        answer({ kind: 'probe-failed', reason: `healthz answered ${res.statusCode}`, failure });
+      }
+    })
+    .catch((e: unknown) => {
+      const err = e as Error & { code?: string };
+      if (signal.aborted) {
+        clearTimeout(deadline);
+        if (!settled) {
+          settled = true;
+          report({
+            kind: 'probe-failed',
+            reason: `no answer in ${Math.round(hardMs)} ms`,
+            failure: 'timeout',
+          });
+        }
+        return;
+      }
+      const reason = err.code ?? err.message;
+      answer({ kind: 'probe-failed', reason, failure: classifyFailure(`${reason} ${err.message}`) });
+    });
 }
 
 /**
  * Probes every region now and then every `intervalMs`, even while earlier probes are still out:
- * a region that stops answering then fails one probe per interval, so it falls after about
- * `timeoutMs + (fall - 1) * intervalMs` rather than `fall * timeoutMs`. `report` receives each
- * result as it arrives.
+ * a silent region fails one probe per interval, so it falls after about
+ * `RTO + (fall - 1) * intervalMs`. A refused or reset probe is confirmed at once by another, so a
+ * crashed region falls within milliseconds rather than an interval. `report` receives each result
+ * as it arrives.
  * @example
- * const stop = startProber(upstreams, { intervalMs: 1000, timeoutMs: 500 }, (r, ev) => table.observe(r, ev, Date.now()));
+ * const stop = startProber(upstreams, { intervalMs: 250, timeoutMs: 1000, timeoutFor: (r) => table.probeTimeoutMs(r) },
+ *   (r, ev) => table.observe(r, ev, Date.now()));
  */
 export function startProber(
   upstreams: ReadonlyMap<RegionId, Upstream>,
@@ -44,13 +104,25 @@ export function startProber(
   report: (region: RegionId, event: HealthEvent) => void,
 ): { firstRound: Promise<void>; stop(): void } {
   let stopped = false;
-  const round = (): Promise<void> =>
-    Promise.all(
-      [...upstreams.values()].map(async (u) => {
-        const ev = await probeOnce(u, options.timeoutMs);
-        if (!stopped) report(u.region, ev);
-      }),
-    ).then(() => undefined);
+  const confirming = new Set<RegionId>();
+  const one = (u: Upstream): Promise<void> => {
+    const timeoutMs = options.timeoutFor?.(u.region) ?? options.timeoutMs;
+    return probeOnce(
+      u,
+      timeoutMs,
+      (ev) => {
+        if (stopped) return;
+        report(u.region, ev);
+        const gone = ev.kind === 'probe-failed' && (ev.failure === 'refused' || ev.failure === 'reset');
+        if (gone && !confirming.has(u.region)) {
+          confirming.add(u.region);
+          void one(u).finally(() => confirming.delete(u.region));
+        }
+      },
+      options.maxTimeoutMs ?? DEFAULT_HEALTH.maxTimeoutMs,
+    );
+  };
+  const round = (): Promise<void> => Promise.all([...upstreams.values()].map(one)).then(() => undefined);
   const firstRound = round();
   const timer = setInterval(() => void round(), options.intervalMs);
   timer.unref();

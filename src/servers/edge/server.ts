@@ -33,11 +33,17 @@ import {
   validToken,
 } from '../../core/routing/index.js';
 import type { RegionId } from '../../core/types.js';
-import type { H1Pool, PendingRequest, UpstreamAnswer, UpstreamHandler } from './h1pool.js';
+import {
+  type H1Pool,
+  type PendingRequest,
+  type UpstreamAnswer,
+  UpstreamError,
+  type UpstreamHandler,
+} from './h1pool.js';
 import { createHttp1Server, type Http1Request, type Http1Response } from './http1.js';
 import { edgeMetrics } from './metrics.js';
 import { startProber } from './prober.js';
-import { closeUpstreams, openUpstreams, type UpstreamOptions } from './upstreams.js';
+import { closeUpstreams, DEFAULT_UPSTREAM, openUpstreams, type UpstreamOptions } from './upstreams.js';
 
 export interface EdgeOptions {
   config: MeridianConfig;
@@ -93,6 +99,33 @@ const HOP_REQUEST = new Set([
 
 type Headers = Record<string, string | string[]>;
 
+/** The code of a request the edge took back from a region it just ejected. */
+const CANCELLED = 'EDGE_CANCELLED';
+
+/**
+ * Error codes a region answers with a 5xx that describe the request, not the region: a read whose
+ * version did not arrive in the time it asked for, a sync write whose peers did not confirm in
+ * time. Only the region's own failures may count against its health.
+ */
+const REQUEST_CAUSED = new Set(['not_caught_up', 'sync_timeout']);
+
+/**
+ * Whether a failed outcome is evidence against the region: connection refused or reset, a
+ * timeout past the request's own budget, a 5xx of its own. Not: a request the edge cancelled
+ * itself (the ejection that cancelled it was the evidence), or a 5xx whose error code says the
+ * request asked for what could not be had in time.
+ */
+function upstreamsFault(err: Error | undefined, up: UpstreamAnswer | undefined): boolean {
+  if (err) return (err as Error & { code?: string }).code !== CANCELLED;
+  if (!up || up.body.length === 0 || up.body.length > 64 * 1024) return true;
+  try {
+    const code = (JSON.parse(up.body.toString('utf8')) as { error?: { code?: unknown } }).error?.code;
+    return !(typeof code === 'string' && REQUEST_CAUSED.has(code));
+  } catch {
+    return true;
+  }
+}
+
 const PROXY_METHODS = new Set(['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'PATCH', 'OPTIONS']);
 
 function firstHeader(v: string | string[] | undefined): string | undefined {
@@ -127,12 +160,13 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
   const table = new RoutingTable(
     cfg.regions.map((r) => ({ id: r.id, lat: r.lat, lon: r.lon })),
     { config: edgeCfg, edgeLocation: { lat: self.lat, lon: self.lon } },
-    { fall: edgeCfg.health.fall, rise: edgeCfg.health.rise },
+    edgeCfg.health,
     clock.nowMs(),
   );
   const known = (r: RegionId): boolean => table.has(r);
   const isUp = (r: RegionId): boolean => table.isUp(r);
-  const upstreams = openUpstreams(cfg, edgeId, options.upstream);
+  const upstreamOptions = { ...DEFAULT_UPSTREAM, ...options.upstream } satisfies UpstreamOptions;
+  const upstreams = openUpstreams(cfg, edgeId, upstreamOptions);
   const metrics = edgeMetrics(edgeId, table);
   const listeners = new Set<(e: EdgeEvent) => void>();
   const emit = (e: EdgeEvent): void => {
@@ -154,7 +188,7 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
       // After the event: a cancelled request retries synchronously, and its new dispatch must
       // come after the ejection that caused it.
       if (t.to === 'down') {
-        const cancelled = new Error(`region ${region} was ejected (${t.reason})`);
+        const cancelled = new UpstreamError(CANCELLED, `region ${region} was ejected (${t.reason})`);
         for (const c of [...(inFlight.get(region) ?? [])]) c.cancel(cancelled);
       }
     }
@@ -227,6 +261,7 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
    * token) are well-formed by construction.
    */
   function upstreamHeaderLines(req: Http1Request, write: boolean, cookie: string | undefined): string {
+    addedToken = false;
     let out = '';
     const h = req.headers;
     for (const k in h) {
@@ -238,9 +273,39 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     out += `x-forwarded-for: ${prior ? `${prior}, ${ip}` : ip}\r\n`;
     if (!write && h['meridian-min-version'] === undefined) {
       const token = validToken(readCookie(cookie, VERSION_COOKIE));
-      if (token) out += `meridian-min-version: ${token}\r\n`;
+      if (token) {
+        out += `meridian-min-version: ${token}\r\n`;
+        addedToken = true;
+      }
     }
     return out;
+  }
+
+  // Set by upstreamHeaderLines when it added the cookie's token, so the budget below needs no
+  // second parse of the cookie (both run in the same synchronous turn).
+  let addedToken = false;
+
+  /**
+   * How long the region may take to answer this request's head. A read carrying a version token
+   * may wait for it at the region, as long as `Meridian-Max-Wait-Ms` asks (the node's default
+   * without it): that wait is added to the edge's own budget, so a timeout is only ever the
+   * region's fault. An ask beyond `edge.maxWaitMs` is refused before it is sent.
+   */
+  function upstreamBudgetMs(req: Http1Request): number {
+    const ask = req.headers['meridian-max-wait-ms'];
+    const base = upstreamOptions.headersTimeoutMs;
+    if (ask !== undefined) {
+      const ms = /^\d{1,9}$/.test(ask) ? Number(ask) : Number.NaN;
+      if (!(ms <= edgeCfg.maxWaitMs)) {
+        throw new MeridianError(
+          'bad_request',
+          `meridian-max-wait-ms must be an integer from 0 to ${edgeCfg.maxWaitMs} (this edge's longest wait)`,
+        );
+      }
+      return base + ms;
+    }
+    if (addedToken || req.headers['meridian-min-version'] !== undefined) return base + cfg.node.maxWaitMs;
+    return base;
   }
 
   const edgeLine = `meridian-edge: ${edgeId}\r\n`;
@@ -300,6 +365,7 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
       private readonly headerLines: string,
       private readonly write: boolean,
       private readonly cookie: string | undefined,
+      private readonly budgetMs: number,
     ) {}
 
     /** Sends the request where `step` says, or answers when there is nowhere left to send it. */
@@ -329,6 +395,7 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
           req.body,
           req.headers['idempotency-key'] !== undefined,
           this,
+          this.budgetMs,
         );
         // The pool may already have answered (a closed pool fails at once).
         if (p && !p.finished) this.pending = p;
@@ -358,7 +425,7 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
           : { kind: 'error', reason: (err as Error & { code?: string }).code ?? err!.message };
         if (listeners.size > 0) emit({ kind: 'outcome', region, outcome, atMs: clock.nowMs() });
         const verdict = attempt.verdict(outcome);
-        if (verdict === 'failed') {
+        if (verdict === 'failed' && upstreamsFault(err, up)) {
           observe(region, {
             kind: 'request-failed',
             reason: outcome.kind === 'error' ? outcome.reason : `answered ${outcome.status}`,
@@ -395,13 +462,12 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
       isIdempotent(method, req.headers['idempotency-key'] !== undefined),
       known,
     );
-    new Forwarding(req, res, attempt, upstreamHeaderLines(req, write, cookie), write, cookie).go(
-      attempt.first(),
-    );
+    const lines = upstreamHeaderLines(req, write, cookie);
+    new Forwarding(req, res, attempt, lines, write, cookie, upstreamBudgetMs(req)).go(attempt.first());
   }
 
   const server = createHttp1Server(
-    { maxHeadBytes: 16 * 1024, maxBodyBytes: edgeCfg.maxBodyBytes, keepAliveTimeoutMs: 65_000 },
+    { ...edgeCfg.client, maxBodyBytes: edgeCfg.maxBodyBytes },
     (req, res) => {
       if (req.url.startsWith('/v1/')) {
         try {
@@ -416,9 +482,14 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
       });
     },
     () => ({ 'meridian-edge': edgeId }),
+    (why) => metrics.refused(why),
   );
 
-  const prober = startProber(upstreams, edgeCfg.health, (region, ev) => observe(region, ev));
+  const prober = startProber(
+    upstreams,
+    { ...edgeCfg.health, timeoutFor: (r) => table.probeTimeoutMs(r) },
+    (region, ev) => observe(region, ev),
+  );
   // Route the first request on real health, but never wait longer than one probe timeout for it.
   await Promise.race([
     prober.firstRound,
