@@ -93,6 +93,21 @@ let lab: ChildProcess | undefined;
 let output = '';
 let refused: string | undefined;
 
+function adminToken(): string {
+  return readFileSync(join(labDir, 'admin-token'), 'utf8').trim();
+}
+
+function bearer(): Record<string, string> {
+  return { authorization: `Bearer ${adminToken()}` };
+}
+
+/** The dashboard URL with its one-time login token, as `npm start` printed it. */
+function dashboardUrl(): string {
+  const m = /dashboard on (http:\/\/127\.0\.0\.1:8080\/\?token=[A-Za-z0-9_-]+)/.exec(output);
+  assert.ok(m?.[1], `no dashboard URL in:\n${output}`);
+  return m[1];
+}
+
 function labJson(): { labPid: number; pids: number[] } {
   return JSON.parse(readFileSync(join(labDir, 'lab.json'), 'utf8')) as { labPid: number; pids: number[] };
 }
@@ -156,14 +171,10 @@ describe('the lab (npm start)', { timeout: 240_000 }, () => {
   it('answers on every address of the plan', async (t) => {
     if (await refuseIfBusy(t)) return;
     const dash = await http('http://127.0.0.1:8080/');
-    assert.equal(dash.status, 200);
-    assert.match(dash.text, /Meridian/);
-    assert.match(
-      dash.text,
-      /MERIDIAN_ADMIN_TOKEN="[A-Za-z0-9_-]{16,}"/,
-      'the page served on loopback carries the admin token',
-    );
-    const state = (await http('http://127.0.0.1:8080/api/state')).json() as {
+    assert.equal(dash.status, 401, 'the page needs the printed login link');
+    assert.ok(!dash.text.includes(adminToken()), 'no token is served to an unauthenticated GET');
+    assert.equal((await http('http://127.0.0.1:8080/api/state')).status, 401);
+    const state = (await http('http://127.0.0.1:8080/api/state', { headers: bearer() })).json() as {
       regions: { id: string; node: string; edge: string }[];
     };
     assert.deepEqual(
@@ -236,7 +247,10 @@ describe('the lab (npm start)', { timeout: 240_000 }, () => {
     });
     try {
       const page = await browser.newPage();
-      await page.goto('http://127.0.0.1:8080/');
+      // The URL npm start printed, as a user opens it: it signs the browser in and lands on /.
+      await page.goto(dashboardUrl());
+      assert.equal(page.url(), 'http://127.0.0.1:8080/');
+      assert.equal((await http(dashboardUrl())).status, 401, 'the login link works once');
       const victim = 'eu-west-1';
       const card = page.locator(`.region[data-region="${victim}"]`);
       const attr = async (name: string) => (await card.getAttribute(name)) ?? '';
@@ -309,12 +323,12 @@ describe('the lab (npm start)', { timeout: 240_000 }, () => {
       body: { by: 2 },
     });
     assert.equal(w2.status, 200, w2.text);
-    const state = (await http('http://127.0.0.1:8080/api/state')).json() as {
+    const state = (await http('http://127.0.0.1:8080/api/state', { headers: bearer() })).json() as {
       regions: { id: string; node: string; edge: string }[];
     };
     const v = state.regions.find((x) => x.id === victim.id);
     await waitFor('the lab to see the region down', 10_000, async () => {
-      const s = (await http('http://127.0.0.1:8080/api/state')).json() as {
+      const s = (await http('http://127.0.0.1:8080/api/state', { headers: bearer() })).json() as {
         regions: { id: string; node: string; edge: string }[];
       };
       const x = s.regions.find((y) => y.id === victim.id);

@@ -1,8 +1,8 @@
 // The lab dashboard: a world map (d3-geo + world-atlas) with regions, edges, WAN links and live
 // request flows, per-region cards with chaos buttons, uPlot charts and an event timeline, all fed
-// by the lab's Server-Sent Events stream.
+// by the lab's Server-Sent Events stream. The page holds no secret: its requests carry the
+// HttpOnly session cookie the login link set.
 
-const TOKEN = window.MERIDIAN_ADMIN_TOKEN || '';
 const PALETTE = [
   '#4fc3f7',
   '#ffb74d',
@@ -30,28 +30,29 @@ function el(tag, attrs = {}, parent) {
   return e;
 }
 
+const SIGNED_OUT =
+  'This browser is no longer signed in (the lab restarted?): open the dashboard link npm start printed.';
+
 async function chaos(body) {
-  if (!TOKEN) {
-    alert('No admin token on this page: open the dashboard at http://127.0.0.1:8080');
-    return;
-  }
   const res = await fetch('/api/chaos', {
     method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+    headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
-  if (!res.ok) {
+  if (res.status === 401) alert(SIGNED_OUT);
+  else if (!res.ok) {
     const j = await res.json().catch(() => ({}));
     alert(`chaos failed: ${j.error ? j.error.message : res.status}`);
   }
 }
 
 async function traffic(on, ratePerS) {
-  await fetch('/api/traffic', {
+  const res = await fetch('/api/traffic', {
     method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+    headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ on, ratePerS }),
   });
+  if (res.status === 401) alert(SIGNED_OUT);
 }
 
 // ---- map ----

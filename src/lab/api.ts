@@ -1,14 +1,14 @@
 /**
  * The lab's HTTP server on 127.0.0.1:8080: the dashboard (web/, with its libraries served from
  * node_modules, since the lab runs offline), a live state stream (Server-Sent Events), and the
- * chaos and traffic mutations, which need the admin token. The page gets the token injected only
- * when asked for by its loopback name, so another site in the browser cannot read it (DNS rebinding).
+ * chaos and traffic mutations. The page and every /api route need a session (see api-auth.ts): no
+ * unauthenticated request is ever served a secret.
  */
-import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { extname, join, normalize } from 'node:path';
 import { projectRoot } from '../adapters/region-table.js';
+import { LabAuth } from './api-auth.js';
 import { chaosFromJson } from './chaos.js';
 import type { Lab } from './lab.js';
 
@@ -32,12 +32,16 @@ const VENDOR: Record<string, string> = {
   'uPlot.css': 'node_modules/uplot/dist/uPlot.min.css',
 };
 
-function tokenOk(req: IncomingMessage, token: string): boolean {
-  const h = req.headers.authorization ?? '';
-  const given = Buffer.from(h.startsWith('Bearer ') ? h.slice(7).trim() : '');
-  const want = Buffer.from(token);
-  return given.length === want.length && timingSafeEqual(given, want);
-}
+/** What an unauthenticated `GET /` gets: how to sign in, and nothing secret. */
+const SIGN_IN_PAGE = (why: string) => `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Meridian lab: sign in</title>
+<link rel="icon" href="data:,"><link rel="stylesheet" href="/web/style.css"></head>
+<body><main class="sign-in"><h1>Meridian <span>lab</span></h1><p>${why}</p>
+<p>Open the dashboard with the link <code>npm start</code> printed
+(<code>http://127.0.0.1:8080/?token=…</code>; it works once), or with
+<code>http://127.0.0.1:8080/?token=</code> followed by the contents of <code>.meridian/admin-token</code>.</p>
+</main></body></html>
+`;
 
 function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
@@ -47,6 +51,15 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 
 function fail(res: ServerResponse, status: number, code: string, message: string): void {
   json(res, status, { error: { code, message } });
+}
+
+function page(res: ServerResponse, status: number, why: string): void {
+  res.writeHead(status, {
+    'content-type': 'text/html; charset=utf-8',
+    'cache-control': 'no-store',
+    'referrer-policy': 'no-referrer',
+  });
+  res.end(SIGN_IN_PAGE(why));
 }
 
 async function readBody(req: IncomingMessage, maxBytes = 64 * 1024): Promise<unknown> {
@@ -61,18 +74,28 @@ async function readBody(req: IncomingMessage, maxBytes = 64 * 1024): Promise<unk
   return text.length === 0 ? {} : JSON.parse(text);
 }
 
+/** What the API needs of the lab. */
+export type LabApiHost = Pick<Lab, 'stats' | 'chaos' | 'setTraffic'> & { state(): { traffic: unknown } };
+
+export interface LabApi {
+  /** The dashboard URL with its one-time login token, to print for the user. */
+  dashboardUrl: string;
+  close(): Promise<void>;
+}
+
 /**
- * Starts the lab API; resolves to a function that closes it.
- * @example const close = await startLabApi(lab, { host: '127.0.0.1', port: 8080, adminToken });
+ * Starts the lab API.
+ * @example const api = await startLabApi(lab, { host: '127.0.0.1', port: 8080, adminToken }); log(api.dashboardUrl);
  */
 export async function startLabApi(
-  lab: Lab,
+  lab: LabApiHost,
   opts: { host: string; port: number; adminToken: string },
-): Promise<() => Promise<void>> {
+): Promise<LabApi> {
   const root = projectRoot();
   const webDir = join(root, 'web');
   const streams = new Set<ServerResponse>();
-  const loopbackHosts = new Set([`${opts.host}:${opts.port}`, `localhost:${opts.port}`]);
+  // Built once the port is known (tests listen on port 0); no request is handled before that.
+  let auth = new LabAuth(opts.adminToken, opts.host, opts.port);
 
   const serveFile = (res: ServerResponse, file: string, transform?: (s: string) => string): void => {
     try {
@@ -81,6 +104,7 @@ export async function startLabApi(
       res.writeHead(200, {
         'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
         'cache-control': 'no-cache',
+        'referrer-policy': 'no-referrer',
       });
       res.end(body);
     } catch {
@@ -94,13 +118,24 @@ export async function startLabApi(
       const path = url.pathname;
       try {
         if (req.method === 'GET' && (path === '/' || path === '/index.html')) {
-          const inject = loopbackHosts.has(req.headers.host ?? '');
-          serveFile(res, join(webDir, 'index.html'), (s) =>
-            s.replace(
-              '<!--LAB-CONFIG-->',
-              `<script>window.MERIDIAN_ADMIN_TOKEN=${JSON.stringify(inject ? opts.adminToken : '')};</script>`,
-            ),
-          );
+          const given = url.searchParams.get('token');
+          if (given !== null) {
+            const id = auth.ownHost(req) ? auth.login(given) : undefined;
+            if (id === undefined) {
+              return page(res, 401, 'That link was already used, or its token is wrong.');
+            }
+            // Redirected so the token leaves the address bar and the history.
+            res.writeHead(303, {
+              location: '/',
+              'set-cookie': auth.sessionCookie(id),
+              'cache-control': 'no-store',
+              'referrer-policy': 'no-referrer',
+            });
+            res.end();
+            return;
+          }
+          if (auth.authenticated(req) !== 'cookie') return page(res, 401, 'This browser is not signed in.');
+          serveFile(res, join(webDir, 'index.html'));
           return;
         }
         if (req.method === 'GET' && path.startsWith('/web/')) {
@@ -115,6 +150,14 @@ export async function startLabApi(
           return;
         }
         if (req.method === 'GET' && path === '/healthz') return json(res, 200, { status: 'ok' });
+        if (path.startsWith('/api/') && auth.authenticated(req) === undefined) {
+          return fail(
+            res,
+            401,
+            'unauthorized',
+            'open the dashboard URL npm start printed, or send Authorization: Bearer <token from .meridian/admin-token>',
+          );
+        }
         if (req.method === 'GET' && path === '/api/state') return json(res, 200, lab.state());
         if (req.method === 'GET' && path === '/api/events') return json(res, 200, lab.stats.events);
         if (req.method === 'GET' && path === '/api/stream') {
@@ -130,13 +173,9 @@ export async function startLabApi(
           return;
         }
         if (req.method === 'POST' && path.startsWith('/api/')) {
-          if (!tokenOk(req, opts.adminToken)) {
-            return fail(
-              res,
-              401,
-              'unauthorized',
-              'send Authorization: Bearer <token from .meridian/admin-token>',
-            );
+          const crossSite = auth.crossSite(req);
+          if (crossSite !== undefined) {
+            return fail(res, 403, 'cross_site', `refused a mutation from another site (${crossSite})`);
           }
           let body: unknown;
           try {
@@ -186,13 +225,22 @@ export async function startLabApi(
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host: opts.host, port: opts.port, exclusive: true }, () => resolve());
+    server.listen({ host: opts.host, port: opts.port, exclusive: true }, () => {
+      const addr = server.address();
+      if (addr !== null && typeof addr === 'object' && addr.port !== opts.port) {
+        auth = new LabAuth(opts.adminToken, opts.host, addr.port);
+      }
+      resolve();
+    });
   });
-  return async () => {
-    clearInterval(tick);
-    offEvent();
-    for (const s of streams) s.end();
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+  return {
+    dashboardUrl: auth.loginUrl() ?? '',
+    close: async () => {
+      clearInterval(tick);
+      offEvent();
+      for (const s of streams) s.end();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }

@@ -79,6 +79,8 @@ export class Lab {
   private dnsTimer: NodeJS.Timeout | undefined;
   private dnsAnswer: string[] | undefined;
   private closeApi: (() => Promise<void>) | undefined;
+  /** The dashboard with its one-time login token: the page never hands out a secret itself. */
+  private dashboardUrl = '';
   private stopping = false;
 
   private constructor(private readonly opts: LabOptions) {
@@ -169,15 +171,17 @@ export class Lab {
     this.startBackground();
     if (this.opts.api) {
       const { startLabApi } = await import('./api.js');
-      this.closeApi = await startLabApi(this, {
+      const api = await startLabApi(this, {
         host: LAB_HOST,
         port: LAB_PORT,
         adminToken: this.cfg.secrets.adminToken,
       });
+      this.closeApi = api.close;
+      this.dashboardUrl = api.dashboardUrl;
     }
     if (this.opts.traffic) this.setTraffic(true, this.opts.ratePerS);
     log(
-      `[5/5] ${this.opts.api ? `dashboard on ${this.plan.labUrl}` : 'no dashboard'}; traffic ${this.opts.traffic ? `on, ${this.opts.ratePerS} req/s` : 'off'}`,
+      `[5/5] ${this.opts.api ? `dashboard on ${this.dashboardUrl}` : 'no dashboard'}; traffic ${this.opts.traffic ? `on, ${this.opts.ratePerS} req/s` : 'off'}`,
     );
     this.stats.event('lab', `lab up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   }
@@ -395,7 +399,7 @@ export class Lab {
   /** The endpoint table printed at start-up. */
   endpointTable(): string {
     const rows: [string, string][] = [
-      ['dashboard + lab API', this.opts.api ? this.plan.labUrl : '(off)'],
+      ['dashboard + lab API', this.opts.api ? this.dashboardUrl : '(off)'],
       [
         'GeoDNS (udp+tcp)',
         `${this.plan.dns.host}:${this.plan.dns.port}  zone ${this.plan.dns.zone}, name ${this.plan.dns.name}`,

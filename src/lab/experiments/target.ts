@@ -60,7 +60,9 @@ export async function openLab(dir: string, regions: string[], log: (s: string) =
       },
       traffic: async (on) => {
         if (!on) {
-          const st = (await (await request(`${labUrl}/api/state`)).body.json()) as {
+          const st = (await (
+            await request(`${labUrl}/api/state`, { headers: { authorization: `Bearer ${token}` } })
+          ).body.json()) as {
             traffic: { on: boolean; ratePerS: number };
           };
           wasOn = st.traffic.on;
