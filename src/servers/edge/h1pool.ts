@@ -80,6 +80,8 @@ interface Pending {
   handler: UpstreamHandler;
   conn: Conn | undefined;
   finished: boolean;
+  /** This request's wait for its answer head: the pool's, or longer for a read asked to wait. */
+  headersTimeoutMs: number;
 }
 
 const CRLF2 = Buffer.from('\r\n\r\n');
@@ -494,7 +496,8 @@ export class H1Pool {
   /**
    * `send` for a caller that already wrote the header lines (`name: value\r\n` each, values it
    * has checked, no Host or Content-Length): the edge builds them in one pass over the client's
-   * headers, which its parser has already validated.
+   * headers, which its parser has already validated. `headersTimeoutMs` replaces the pool's
+   * for this request: a read that asks the region to wait for a version gets that wait on top.
    */
   sendRaw(
     method: string,
@@ -503,6 +506,7 @@ export class H1Pool {
     body: Buffer | undefined,
     hasIdempotencyKey: boolean,
     handler: UpstreamHandler,
+    headersTimeoutMs: number = this.options.headersTimeoutMs,
   ): PendingRequest | undefined {
     if (this.closed) {
       handler.onUpstream(new UpstreamError('UPSTREAM_CLOSED', 'the pool is closed'), undefined);
@@ -522,6 +526,7 @@ export class H1Pool {
       handler,
       conn: undefined,
       finished: false,
+      headersTimeoutMs,
     };
     this.dispatch(p);
     return p;
@@ -609,7 +614,7 @@ export class H1Pool {
       const p = c.req;
       if (p) {
         const waitingHead = !c.hasHead();
-        const limit = waitingHead ? this.options.headersTimeoutMs : this.options.bodyTimeoutMs;
+        const limit = waitingHead ? p.headersTimeoutMs : this.options.bodyTimeoutMs;
         if (now - c.stamp > limit) {
           c.fail(
             waitingHead

@@ -4,11 +4,15 @@
  * alone capped a proxy at about half of what the same proxy does on this parser (its per-request
  * IncomingMessage/ServerResponse streams cost more than the proxying). It supports keep-alive,
  * pipelined requests (answered in order), Content-Length and chunked request bodies, Expect:
- * 100-continue and HTTP/1.0, and refuses what it does not: ambiguous framing (both Content-Length
- * and Transfer-Encoding), oversized heads (431) and bodies (413).
+ * 100-continue and HTTP/1.0. The parser (http1-parser.ts) refuses what it does not support and
+ * bounds every input dimension; this file adds the deadlines (request head, body, idle) and the
+ * connection limits (per client address and in all).
  */
 import { STATUS_CODES } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
+import { Http1Error, type ParsedHead, type ParserLimits, RequestParser } from './http1-parser.js';
+
+export { Http1Error } from './http1-parser.js';
 
 export interface Http1Request {
   method: string;
@@ -34,161 +38,43 @@ export interface Http1Response {
   readonly sent: boolean;
 }
 
-export interface Http1Options {
-  maxHeadBytes: number;
-  maxBodyBytes: number;
+export interface Http1Options extends ParserLimits {
   /** Idle keep-alive connections are closed after this long. */
   keepAliveTimeoutMs: number;
+  /**
+   * A request head must be complete this long after its first byte (408 and close). Not reset by
+   * each byte: a client trickling a byte at a time gets no longer than one that sends nothing.
+   * A new connection that sends nothing at all is closed after this long too.
+   */
+  headTimeoutMs: number;
+  /** A request body must be complete this long after its head (408 and close). */
+  bodyTimeoutMs: number;
+  /** Connections open at once from one client address; more are closed at once. */
+  maxConnectionsPerClient: number;
+  /** Client connections open at once; more are closed at once. */
+  maxConnections: number;
 }
 
-export class Http1Error extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+/** A limit a client ran into, for the edge's metrics. */
+export type Http1Refusal =
+  | 'connections_per_client'
+  | 'connections'
+  | 'head_timeout'
+  | 'body_timeout'
+  | 'bad_request';
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const CRLF2 = Buffer.from('\r\n\r\n');
-/** RFC 9110 5.5: field values are visible characters, spaces and tabs (obs-text allowed). */
-function badValue(v: string): boolean {
-  for (let i = 0; i < v.length; i++) {
-    const c = v.charCodeAt(i);
-    if ((c < 0x20 && c !== 0x09) || c === 0x7f) return true;
-  }
-  return false;
-}
-
-interface Parsed {
-  req: Http1Request;
-  keepAlive: boolean;
-  /** Bytes of the buffer this request used. */
-  used: number;
-}
-
-/** Decodes a complete chunked body starting at `from`; undefined while incomplete. */
-function dechunk(buf: Buffer, from: number, maxBytes: number): { body: Buffer; end: number } | undefined {
-  const parts: Buffer[] = [];
-  let size = 0;
-  let at = from;
-  for (;;) {
-    const eol = buf.indexOf('\r\n', at, 'latin1');
-    if (eol < 0) return undefined;
-    const line = buf.toString('latin1', at, eol);
-    const hex = line.split(';')[0]!.trim();
-    if (!/^[0-9a-fA-F]{1,8}$/.test(hex)) throw new Http1Error(400, 'malformed chunk size');
-    const n = Number.parseInt(hex, 16);
-    at = eol + 2;
-    if (n === 0) {
-      // Trailers, ignored, end with an empty line.
-      if (buf.length < at + 2) return undefined;
-      if (buf[at] === 13 && buf[at + 1] === 10) return { body: Buffer.concat(parts, size), end: at + 2 };
-      const t = buf.indexOf(CRLF2, at);
-      if (t < 0) return undefined;
-      return { body: Buffer.concat(parts, size), end: t + 4 };
-    }
-    size += n;
-    if (size > maxBytes) throw new Http1Error(413, `request body over ${maxBytes} bytes`);
-    if (buf.length < at + n + 2) return undefined;
-    parts.push(buf.subarray(at, at + n));
-    at += n + 2;
-  }
-}
-
-/** Parses one request from the front of `buf`; undefined while it is incomplete. */
-function parse(
-  buf: Buffer,
-  o: Http1Options,
-  remoteAddress: string,
-  onContinue: () => void,
-  state: { continued: boolean },
-): Parsed | undefined {
-  const headEnd = buf.indexOf(CRLF2);
-  if (headEnd < 0) {
-    if (buf.length > o.maxHeadBytes) throw new Http1Error(431, 'request head too large');
-    return undefined;
-  }
-  if (headEnd > o.maxHeadBytes) throw new Http1Error(431, 'request head too large');
-  // Tolerate stray empty lines between pipelined requests (RFC 9112 2.2).
-  let start = 0;
-  while (buf[start] === 13 && buf[start + 1] === 10) start += 2;
-  const lines = buf.toString('latin1', start, headEnd).split('\r\n');
-  const first = lines[0]!.split(' ');
-  if (first.length !== 3) throw new Http1Error(400, 'malformed request line');
-  const [method, url, version] = first as [string, string, string];
-  if (!TOKEN.test(method)) throw new Http1Error(400, 'malformed method');
-  if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0')
-    throw new Http1Error(505, 'HTTP version not supported');
-  let target = url;
-  // No spaces (already split on), controls or DEL in the target: it is forwarded as is.
-  for (let i = 0; i < target.length; i++) {
-    const c = target.charCodeAt(i);
-    if (c < 0x21 || c === 0x7f) throw new Http1Error(400, 'malformed request target');
-  }
-  if (!target.startsWith('/')) {
-    if (/^https?:\/\//i.test(target)) {
-      const u = new URL(target);
-      target = u.pathname + u.search;
-    } else throw new Http1Error(400, 'malformed request target');
-  }
-  const headers: Record<string, string> = {};
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    const colon = line.indexOf(':');
-    if (colon <= 0) throw new Http1Error(400, 'malformed header line');
-    const name = line.slice(0, colon).toLowerCase();
-    if (!TOKEN.test(name)) throw new Http1Error(400, 'malformed header name');
-    const value = line.slice(colon + 1).trim();
-    // Control characters would be refused by the upstream client later, as if the region had failed.
-    if (badValue(value)) throw new Http1Error(400, `invalid character in header ${name}`);
-    const prior = headers[name];
-    headers[name] = prior === undefined ? value : `${prior}${name === 'cookie' ? '; ' : ', '}${value}`;
-  }
-  const connection = headers.connection?.toLowerCase() ?? '';
-  const keepAlive =
-    version === 'HTTP/1.1' ? !connection.includes('close') : connection.includes('keep-alive');
-  const te = headers['transfer-encoding'];
-  const cl = headers['content-length'];
-  const bodyStart = headEnd + 4;
-  if (te !== undefined && cl !== undefined)
-    throw new Http1Error(400, 'both Content-Length and Transfer-Encoding');
-  // Refuse what will be refused anyway before inviting the client to send its body.
-  if (te !== undefined && te.toLowerCase() !== 'chunked') {
-    throw new Http1Error(501, `transfer-encoding ${te} not supported`);
-  }
-  if (cl !== undefined && !/^\d{1,15}$/.test(cl)) throw new Http1Error(400, 'malformed Content-Length');
-  if (cl !== undefined && Number(cl) > o.maxBodyBytes) {
-    throw new Http1Error(413, `request body over ${o.maxBodyBytes} bytes`);
-  }
-  if (
-    !state.continued &&
-    headers.expect?.toLowerCase() === '100-continue' &&
-    version === 'HTTP/1.1' &&
-    buf.length === bodyStart
-  ) {
-    state.continued = true;
-    onContinue();
-  }
-  let body: Buffer | undefined;
-  let used = bodyStart;
-  if (te !== undefined) {
-    if (te.toLowerCase() !== 'chunked') throw new Http1Error(501, `transfer-encoding ${te} not supported`);
-    const d = dechunk(buf, bodyStart, o.maxBodyBytes);
-    if (!d) return undefined;
-    body = d.body;
-    used = d.end;
-  } else if (cl !== undefined) {
-    if (!/^\d{1,15}$/.test(cl)) throw new Http1Error(400, 'malformed Content-Length');
-    const n = Number(cl);
-    if (n > o.maxBodyBytes) throw new Http1Error(413, `request body over ${o.maxBodyBytes} bytes`);
-    if (buf.length < bodyStart + n) return undefined;
-    if (n > 0) body = buf.subarray(bodyStart, bodyStart + n);
-    used = bodyStart + n;
-  }
-  return { req: { method, url: target, headers, body, remoteAddress }, keepAlive, used };
-}
+export const HTTP1_DEFAULTS: Http1Options = {
+  maxHeadBytes: 16 * 1024,
+  maxHeaderLineBytes: 8 * 1024,
+  maxHeaderCount: 100,
+  maxChunkLineBytes: 4096,
+  maxBodyBytes: 1024 * 1024,
+  keepAliveTimeoutMs: 65_000,
+  headTimeoutMs: 10_000,
+  bodyTimeoutMs: 30_000,
+  maxConnectionsPerClient: 256,
+  maxConnections: 10_000,
+};
 
 /** Hop-by-hop (RFC 9110 7.6.1) and framing headers: never forwarded; each side's writer sets its own. */
 export const HOP_BY_HOP = new Set([
@@ -278,122 +164,240 @@ class Reply implements Http1Response {
   }
 }
 
+const EMPTY = Buffer.alloc(0);
+/** Unanswered pipelined bytes held while a request is being answered; beyond, reading pauses. */
+const PENDING_PAUSE_BYTES = 64 * 1024;
+/** A refused or finished connection gets this long to read its answer before it is destroyed. */
+const LINGER_MS = 2000;
+
+enum Deadline {
+  None = 0,
+  /** Waiting for a first request, or between requests: closed without an answer. */
+  Idle = 1,
+  Head = 2,
+  Body = 3,
+  /** Answered and closing: destroyed if the client does not close first. */
+  Linger = 4,
+}
+
+type Handler = (req: Http1Request, res: Http1Response) => void;
+type OnError = (req: Http1Request | undefined, e: Http1Error) => ResponseHeaders;
+
+/** One client connection: feeds the parser, answers requests in order, keeps its deadline. */
+class Connection implements ReplyTarget {
+  private readonly parser: RequestParser;
+  private pending: Buffer = EMPTY;
+  private busy = false;
+  private closing = false;
+  private peerEnded = false;
+  private paused = false;
+  deadline: Deadline;
+  deadlineAt: number;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly o: Http1Options,
+    private readonly handler: Handler,
+    private readonly onError: OnError,
+    private readonly onRefuse: (why: Http1Refusal) => void,
+  ) {
+    this.parser = new RequestParser(o, (head, more) => this.onHead(head, more));
+    this.deadline = Deadline.Idle;
+    this.deadlineAt = performance.now() + o.headTimeoutMs;
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => {
+      this.peerEnded = true;
+      if (this.pending.length === 0) this.endIfDone();
+      else this.pump();
+    });
+  }
+
+  isClosing(): boolean {
+    return this.closing;
+  }
+
+  replied(close: boolean): void {
+    if (close) {
+      this.close();
+      return;
+    }
+    this.busy = false;
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+    // A client that pipelines without reading its answers waits until it reads them.
+    if (this.socket.writableNeedDrain) this.socket.once('drain', () => this.pump());
+    else if (this.pending.length > 0) setImmediate(() => this.pump());
+    else {
+      this.idle();
+      this.endIfDone();
+    }
+  }
+
+  /** Called by the server's sweep: the deadline has passed. */
+  expire(): void {
+    switch (this.deadline) {
+      case Deadline.Head:
+        this.onRefuse('head_timeout');
+        this.fail(new Http1Error(408, `request head not complete within ${this.o.headTimeoutMs} ms`));
+        return;
+      case Deadline.Body:
+        this.onRefuse('body_timeout');
+        this.fail(new Http1Error(408, `request body not complete within ${this.o.bodyTimeoutMs} ms`));
+        return;
+      case Deadline.None:
+        return;
+      default:
+        this.socket.destroy();
+    }
+  }
+
+  private setDeadline(kind: Deadline, ms: number): void {
+    this.deadline = kind;
+    this.deadlineAt = kind === Deadline.None ? 0 : performance.now() + ms;
+  }
+
+  private idle(): void {
+    this.setDeadline(Deadline.Idle, this.o.keepAliveTimeoutMs);
+  }
+
+  private onHead(head: ParsedHead, more: boolean): void {
+    if (!head.hasBody) return;
+    this.setDeadline(Deadline.Body, this.o.bodyTimeoutMs);
+    if (head.expectContinue && !more) this.socket.write('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closing) return;
+    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    if (this.busy) {
+      if (this.pending.length > PENDING_PAUSE_BYTES && !this.paused) {
+        this.paused = true;
+        this.socket.pause();
+      }
+      return;
+    }
+    this.pump();
+  }
+
+  private pump(): void {
+    const parser = this.parser;
+    while (!this.busy && !this.closing && this.pending.length > 0 && !this.socket.writableNeedDrain) {
+      // The head deadline runs from the request's first byte and is not moved by later ones.
+      if (!parser.started) this.setDeadline(Deadline.Head, this.o.headTimeoutMs);
+      let request: ReturnType<RequestParser['take']>;
+      try {
+        const pending = this.pending;
+        const at = parser.feed(pending, 0);
+        this.pending = at === pending.length ? EMPTY : pending.subarray(at);
+        request = parser.take();
+      } catch (e) {
+        const err = e instanceof Http1Error ? e : new Http1Error(400, (e as Error).message);
+        this.onRefuse('bad_request');
+        this.fail(err);
+        return;
+      }
+      if (!request) break;
+      this.busy = true;
+      this.setDeadline(Deadline.None, 0);
+      const head = request.head;
+      const req: Http1Request = {
+        method: head.method,
+        url: head.url,
+        headers: head.headers,
+        body: request.body,
+        remoteAddress: this.socket.remoteAddress ?? '',
+      };
+      const res = new Reply(this, head.keepAlive, head.method === 'HEAD');
+      try {
+        this.handler(req, res);
+      } catch (e) {
+        res.send(
+          500,
+          { 'content-type': 'application/json' },
+          JSON.stringify({ error: { code: 'internal', message: (e as Error).message } }),
+        );
+      }
+    }
+    this.endIfDone();
+  }
+
+  private endIfDone(): void {
+    if (this.peerEnded && !this.busy && !this.closing) this.close();
+  }
+
+  private close(): void {
+    this.closing = true;
+    this.pending = EMPTY;
+    this.setDeadline(Deadline.Linger, LINGER_MS);
+    this.socket.end();
+  }
+
+  /** Answers a refused request in the contract's error shape, then closes: nothing after it is read. */
+  private fail(e: Http1Error): void {
+    const text = JSON.stringify({ error: { code: e.code, message: e.message } });
+    const h = { 'content-type': 'application/json; charset=utf-8', ...this.onError(undefined, e) };
+    this.closing = true;
+    this.pending = EMPTY;
+    this.setDeadline(Deadline.Linger, LINGER_MS);
+    // Stop reading: a client still sending (a 64 MB chunk extension) is not read any further.
+    this.socket.pause();
+    this.socket.end(head(e.status, h, Buffer.byteLength(text), true) + text, 'latin1');
+  }
+}
+
 /**
  * @example
- * const server = createHttp1Server(opts, (req, res) => res.send(200, { 'content-type': 'text/plain' }, 'ok'));
+ * const server = createHttp1Server({ headTimeoutMs: 5000 }, (req, res) => res.send(200, { 'content-type': 'text/plain' }, 'ok'));
  * server.listen(8080, '127.0.0.1');
  */
 export function createHttp1Server(
-  options: Http1Options,
-  handler: (req: Http1Request, res: Http1Response) => void,
-  onError: (req: Http1Request | undefined, e: Http1Error) => ResponseHeaders = () => ({}),
+  options: Partial<Http1Options>,
+  handler: Handler,
+  onError: OnError = () => ({}),
+  onRefuse: (why: Http1Refusal) => void = () => undefined,
 ): Server & { closeAllConnections(): void } {
-  // Idle connections are swept on a coarse tick rather than with socket.setTimeout, which re-arms
-  // a timer on every read and write.
-  const sockets = new Map<Socket, number>();
-  let tick = 0;
-  const sweepMs = Math.max(100, Math.floor(options.keepAliveTimeoutMs / 2));
+  const o = { ...HTTP1_DEFAULTS, ...options } satisfies Http1Options;
+  const connections = new Map<Socket, Connection>();
+  const perClient = new Map<string, number>();
+  // Deadlines are checked on a coarse tick rather than with socket.setTimeout, which re-arms a
+  // timer on every read and write (and would let a byte a second keep a head open forever).
+  const tickMs = Math.min(
+    1000,
+    Math.max(10, Math.floor(Math.min(o.headTimeoutMs, o.bodyTimeoutMs, o.keepAliveTimeoutMs) / 4)),
+  );
   const sweeper = setInterval(() => {
-    tick++;
-    for (const [s, seen] of sockets) if (tick - seen > 2) s.destroy();
-  }, sweepMs);
+    const now = performance.now();
+    for (const c of connections.values()) if (c.deadline !== 0 && now > c.deadlineAt) c.expire();
+  }, tickMs);
   sweeper.unref();
   // allowHalfOpen: a client may send its request and then shut its side (printf | nc); it still
   // gets its answers, and the connection ends once nothing is left to answer.
   const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
-    sockets.set(socket, tick);
     socket.on('error', () => socket.destroy());
-    socket.on('close', () => sockets.delete(socket));
-    const remoteAddress = socket.remoteAddress ?? '';
-    let buf: Buffer = Buffer.alloc(0);
-    let busy = false;
-    let closing = false;
-    let peerEnded = false;
-    const endIfDone = (): void => {
-      if (peerEnded && !busy && !closing) {
-        closing = true;
-        socket.end();
-      }
-    };
-    const state = { continued: false };
-    const writeRaw = (s: string): void => {
-      socket.write(s, 'latin1');
-    };
-
-    const fail = (e: Http1Error): void => {
-      closing = true;
-      const text = JSON.stringify({
-        error: { code: e.status === 413 ? 'too_large' : 'bad_request', message: e.message },
-      });
-      const h = { 'content-type': 'application/json; charset=utf-8', ...onError(undefined, e) };
-      socket.end(head(e.status, h, Buffer.byteLength(text), true) + text, 'latin1');
-      buf = Buffer.alloc(0);
-    };
-
-    const sendContinue = (): void => writeRaw('HTTP/1.1 100 Continue\r\n\r\n');
-    const target: ReplyTarget = {
-      socket,
-      isClosing: () => closing,
-      replied(close) {
-        if (close) {
-          closing = true;
-          socket.end();
-          return;
-        }
-        busy = false;
-        if (buf.length > 0) setImmediate(pump);
-        else endIfDone();
-      },
-    };
-
-    const pump = (): void => {
-      while (!busy && !closing && buf.length > 0) {
-        let parsed: Parsed | undefined;
-        try {
-          parsed = parse(buf, options, remoteAddress, sendContinue, state);
-        } catch (e) {
-          fail(e instanceof Http1Error ? e : new Http1Error(400, (e as Error).message));
-          return;
-        }
-        if (!parsed) {
-          endIfDone();
-          return;
-        }
-        // Keep the body's bytes: it is a view of `buf`, which moves on.
-        if (parsed.req.body && parsed.req.body.buffer === buf.buffer)
-          parsed.req.body = Buffer.from(parsed.req.body);
-        buf = parsed.used === buf.length ? Buffer.alloc(0) : buf.subarray(parsed.used);
-        state.continued = false;
-        busy = true;
-        const res = new Reply(target, parsed.keepAlive, parsed.req.method === 'HEAD');
-        try {
-          handler(parsed.req, res);
-        } catch (e) {
-          res.send(
-            500,
-            { 'content-type': 'application/json' },
-            JSON.stringify({ error: { code: 'internal', message: (e as Error).message } }),
-          );
-        }
-      }
-    };
-
-    socket.on('end', () => {
-      peerEnded = true;
-      if (buf.length === 0) endIfDone();
-      else pump();
-    });
-    socket.on('data', (chunk: Buffer) => {
-      sockets.set(socket, tick);
-      if (closing) return;
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-      pump();
+    const ip = socket.remoteAddress ?? '';
+    const open = perClient.get(ip) ?? 0;
+    if (open >= o.maxConnectionsPerClient) {
+      onRefuse('connections_per_client');
+      socket.destroy();
+      return;
+    }
+    perClient.set(ip, open + 1);
+    connections.set(socket, new Connection(socket, o, handler, onError, onRefuse));
+    socket.on('close', () => {
+      connections.delete(socket);
+      const n = (perClient.get(ip) ?? 1) - 1;
+      if (n <= 0) perClient.delete(ip);
+      else perClient.set(ip, n);
     });
   });
+  server.maxConnections = o.maxConnections;
+  server.on('drop', () => onRefuse('connections'));
   return Object.assign(server, {
     closeAllConnections() {
       clearInterval(sweeper);
-      for (const s of sockets.keys()) s.destroy();
+      for (const s of connections.keys()) s.destroy();
     },
   });
 }

@@ -10,6 +10,8 @@ export interface EdgeMetrics {
   /** Counts one answer by route reason and status class (2xx, 4xx, ...). */
   answered(reason: string, status: number): void;
   transitions: Counter<'region' | 'to'>;
+  /** Counts a client request or connection refused over a limit (http1.ts). */
+  refused(reason: string): void;
 }
 
 export function edgeMetrics(edgeId: string, table: RoutingTable): EdgeMetrics {
@@ -85,5 +87,13 @@ export function edgeMetrics(edgeId: string, table: RoutingTable): EdgeMetrics {
     labelNames: ['region', 'to'] as const,
     registers: [registry],
   });
-  return { registry, answered, transitions };
+  const refusals = new Counter({
+    name: 'meridian_edge_client_refusals_total',
+    help: 'Client connections and requests the edge refused over a limit, by reason',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  // Off the hot path: only refused clients pay for the label lookup.
+  const refused = (reason: string): void => refusals.inc({ reason });
+  return { registry, answered, transitions, refused };
 }
