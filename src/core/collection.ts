@@ -24,6 +24,16 @@ export function requireOperation(spec: CollectionSpec, op: Operation): void {
   }
 }
 
+/** Refuses a /v1 client's write to a collection only the saga engine may write (e.g. money). */
+export function requireClientWritable(spec: CollectionSpec, op: Operation): void {
+  if (op !== 'get' && spec.writableBy === 'sagas') {
+    throw new MeridianError(
+      'read_only',
+      `collection '${spec.name}' is read-only to clients: it changes only through sagas (POST /v1/sagas/...)`,
+    );
+  }
+}
+
 /** Keys are 1 to 512 bytes of UTF-8 with no control characters. */
 export function validateKey(key: string): void {
   if (typeof key !== 'string' || key.length === 0)

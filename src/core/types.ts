@@ -18,6 +18,8 @@ export interface CollectionSpec {
   replication: Replication;
   /** When set, the collection's documents live in, and replicate to, these regions only. */
   residency?: RegionId[];
+  /** Who may write it: `clients` (default) through /v1, or only `sagas` (the saga engine, in-process). */
+  writableBy?: 'clients' | 'sagas';
 }
 
 export interface RegionInfo {

@@ -2,7 +2,12 @@
  * The region node's HTTP app (fastify): hooks for the Meridian headers, errors, draining and
  * metrics; the document, internal, health and metrics routes; then any extra route modules.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  LogController,
+} from 'fastify';
 import { MeridianError } from '../../core/errors.js';
 import { nearestRegion } from '../../core/geo.js';
 import { encodeToken } from '../../core/version.js';
@@ -11,6 +16,14 @@ import { registerDocumentRoutes } from './documents.js';
 import { toMeridianError } from './errors.js';
 import { H, parseVersionHeaders, replayHeader } from './headers.js';
 import { type InternalStatusExtra, registerInternalRoutes } from './internal.js';
+import { parseJsonBody } from './json-body.js';
+import {
+  checkContentEncoding,
+  checkTransferEncoding,
+  clientErrorHandler,
+  frameworkError,
+  originForm,
+} from './raw-http.js';
 
 export interface RegionAppOptions extends InternalStatusExtra {
   routeModules?: readonly RegionRouteModule[];
@@ -28,6 +41,7 @@ export async function buildRegionApp(
   node: RegionNodeContext,
   options: RegionAppOptions = {},
 ): Promise<FastifyInstance> {
+  const limits = node.cfg.node.limits;
   const app = Fastify({
     loggerInstance: node.log.child({ component: 'http' }) as FastifyBaseLogger,
     // One log line per request would cost more than the request at thousands per second.
@@ -37,9 +51,35 @@ export async function buildRegionApp(
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     keepAliveTimeout: 65_000,
+    http: {
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: limits.headersTimeoutMs,
+      // Node checks the two timeouts on this interval (default 30 s, longer than a head may take).
+      connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
+    },
+    // fastify's default (0) would switch off Node's own limit on the time a request may take.
+    requestTimeout: limits.requestTimeoutMs,
+    rewriteUrl: (req) => originForm(req.url ?? '/'),
+    clientErrorHandler: clientErrorHandler(node.region, limits.maxHeaderBytes),
+    frameworkErrors: (error, _req, reply) => {
+      const e = frameworkError(error.code);
+      // fastify types this reply with the route's generics; none apply before routing.
+      const r = reply as unknown as FastifyReply;
+      void r.code(e.status).header(H.region, node.region).send(e.toBody());
+    },
   });
   // Only JSON bodies: fastify's default text/plain parser would let a string through as a document.
   app.removeContentTypeParser('text/plain');
+  // Ours instead of fastify's: the node's limits apply before any route, an empty body is no body,
+  // and a `__proto__` member is data, not a reason to refuse the document.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, parseJsonBody(body as string, limits));
+    } catch (e) {
+      done(e as Error, undefined);
+    }
+  });
   app.decorateRequest('sentVersion', undefined);
   // While draining, requests are pointed at the nearest other region.
   const here = node.cfg.regions.find((r) => r.id === node.region)!;
@@ -50,6 +90,14 @@ export async function buildRegionApp(
   app.decorateRequest('minVersion', undefined);
 
   app.addHook('onRequest', async (req, reply) => {
+    // The body is left unread: the connection cannot carry another request after it.
+    try {
+      checkTransferEncoding(req.headers['transfer-encoding']);
+      checkContentEncoding(req.headers['content-encoding']);
+    } catch (e) {
+      reply.header('connection', 'close');
+      throw e;
+    }
     if (node.isDraining() && req.url !== '/healthz' && req.url !== '/metrics') {
       reply.header('connection', 'close');
       throw new MeridianError(
@@ -58,7 +106,10 @@ export async function buildRegionApp(
         drainReplay ? { replayRegion: drainReplay } : {},
       );
     }
-    const { sent, min } = parseVersionHeaders(req.headers);
+    const { sent, min } = parseVersionHeaders(req.headers, node.cfg.regions, {
+      region: node.region,
+      issued: node.core.version[node.region] ?? 0,
+    });
     req.sentVersion = sent;
     req.minVersion = min;
   });

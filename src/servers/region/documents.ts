@@ -1,12 +1,12 @@
 /** The document API: GET/PUT/DELETE /v1/{collection}/{key} and POST .../{increment|add|remove}. */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { requireOperation, validateKey } from '../../core/collection.js';
+import { requireClientWritable, requireOperation, validateKey } from '../../core/collection.js';
 import { MeridianError } from '../../core/errors.js';
 import type { CollectionSpec, Operation, RegionId } from '../../core/types.js';
 import { encodeToken, isRegionId, mergeVersions } from '../../core/version.js';
 import type { MutationKind, RegionNodeContext } from './context.js';
-import { H, parseMaxWaitMs } from './headers.js';
+import { H, waitBudgetMs } from './headers.js';
 import { runMutation } from './mutation.js';
 
 const incrementBody = z.strictObject({
@@ -36,6 +36,7 @@ function prepare(node: RegionNodeContext, p: DocParams, op: Operation): Collecti
   const spec = node.core.collection(p.collection);
   validateKey(p.key);
   requireOperation(spec, op);
+  requireClientWritable(spec, op);
   node.core.checkResidency(spec);
   return spec;
 }
@@ -56,7 +57,7 @@ export function registerDocumentRoutes(app: FastifyInstance, node: RegionNodeCon
   app.get<{ Params: DocParams }>('/v1/:collection/:key', async (req, reply) => {
     const p = req.params;
     prepare(node, p, 'get');
-    const maxWaitMs = parseMaxWaitMs(req.headers[H.maxWaitMs]) ?? node.cfg.node.maxWaitMs;
+    const maxWaitMs = waitBudgetMs(req.headers[H.maxWaitMs], node.cfg.node.maxWaitMs);
     const view = await core.get(
       p.collection,
       p.key,

@@ -11,9 +11,6 @@ export const H = {
   homeRegion: 'meridian-home-region',
 } as const;
 
-/** Longest a read may be asked to wait for Meridian-Min-Version. */
-export const MAX_WAIT_CAP_MS = 60_000;
-
 type HeaderValue = string | string[] | undefined;
 
 function single(name: string, v: HeaderValue): string | undefined {
@@ -24,8 +21,28 @@ function single(name: string, v: HeaderValue): string | undefined {
   return v;
 }
 
-/** Decodes the version tokens a request carries: `sent` merges both, `min` is what a read waits for. */
-export function parseVersionHeaders(headers: Record<string, HeaderValue>): {
+/** Every origin a token names must be a region of the cluster: no region could ever serve another. */
+function checkOrigins(name: string, v: VersionVector, regions: readonly { id: string }[]): void {
+  for (const origin of Object.keys(v)) {
+    if (!regions.some((r) => r.id === origin)) {
+      throw new MeridianError(
+        'bad_token',
+        `${name} names '${origin}', which is not a region of this cluster`,
+      );
+    }
+  }
+}
+
+/**
+ * Decodes the version tokens a request carries: `sent` merges both, `min` is what a read waits for.
+ * `self` is this node's region and the highest sequence it has issued: a `min` beyond it names a
+ * write that was never made here, which no wait and no other region can produce.
+ */
+export function parseVersionHeaders(
+  headers: Record<string, HeaderValue>,
+  regions: readonly { id: string }[],
+  self: { region: string; issued: number },
+): {
   sent: VersionVector | undefined;
   min: VersionVector | undefined;
 } {
@@ -34,17 +51,32 @@ export function parseVersionHeaders(headers: Record<string, HeaderValue>): {
   if (v === undefined && m === undefined) return { sent: undefined, min: undefined };
   const version = v === undefined ? undefined : decodeToken(v.trim());
   const min = m === undefined ? undefined : decodeToken(m.trim());
+  if (version) checkOrigins(H.version, version, regions);
+  if (min) {
+    checkOrigins(H.minVersion, min, regions);
+    const asked = min[self.region] ?? 0;
+    if (asked > self.issued) {
+      throw new MeridianError(
+        'bad_token',
+        `${H.minVersion} asks for change ${asked} of ${self.region}, which has issued ${self.issued}`,
+      );
+    }
+  }
   return { sent: mergeVersions(version ?? {}, min ?? {}), min };
 }
 
-export function parseMaxWaitMs(raw: HeaderValue): number | undefined {
-  const v = single(H.maxWaitMs, raw);
-  if (v === undefined) return undefined;
-  const n = Number(v.trim());
-  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n > MAX_WAIT_CAP_MS) {
-    throw new MeridianError('bad_request', `${H.maxWaitMs} must be an integer from 0 to ${MAX_WAIT_CAP_MS}`);
+/**
+ * How long a request may wait for Meridian-Min-Version: the node's `maxWaitMs` unless the client
+ * asks for less. A larger ask is clamped, not refused, so a client (or an edge) with a longer budget
+ * of its own still gets this node's answer, a 503 naming a region to replay at, in time.
+ */
+export function waitBudgetMs(raw: HeaderValue, maxWaitMs: number): number {
+  const v = single(H.maxWaitMs, raw)?.trim();
+  if (v === undefined) return maxWaitMs;
+  if (!/^\d{1,15}$/.test(v)) {
+    throw new MeridianError('bad_request', `${H.maxWaitMs} must be a whole number of milliseconds`);
   }
-  return n;
+  return Math.min(Number(v), maxWaitMs);
 }
 
 export function replayHeader(region: string): string {

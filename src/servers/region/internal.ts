@@ -1,6 +1,7 @@
 /**
  * Region-to-region routes under /internal/: the replication stream, acknowledgements and a status
  * view. Every one needs `Authorization: Bearer <clusterSecret>`; without it: 401, nothing changes.
+ * The check is on the route the router matched, never on how the client spelled the path.
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -33,6 +34,32 @@ export function hasClusterSecret(req: FastifyRequest, secret: string): boolean {
   return got.length === want.length && timingSafeEqual(got, want);
 }
 
+/** Where a route's own pattern puts it among the region-to-region routes (its declared URL). */
+export const INTERNAL_PREFIX = '/internal/';
+
+/**
+ * Whether an unmatched path would read as /internal/... under any spelling a router or proxy might
+ * normalise: percent-encoding (repeated), case, backslashes, dot segments, repeated slashes.
+ * Such probes get 401 like the real routes, so an unknown path tells nothing without the secret.
+ */
+export function spellsInternal(url: string): boolean {
+  let path = url.split(/[?#]/, 1)[0] ?? '';
+  for (let i = 0; i < 4 && path.includes('%'); i++) {
+    try {
+      path = decodeURIComponent(path);
+    } catch {
+      break;
+    }
+  }
+  const segments: string[] = [];
+  for (const s of path.replace(/\\/g, '/').toLowerCase().split('/')) {
+    if (s === '' || s === '.') continue;
+    if (s === '..') segments.pop();
+    else segments.push(s);
+  }
+  return segments[0]?.startsWith('internal') ?? false;
+}
+
 function knownPeer(node: RegionNodeContext, raw: unknown, what: string): RegionId {
   const id = typeof raw === 'string' ? raw : undefined;
   if (!id || id === node.region || !node.cfg.regions.some((r) => r.id === id)) {
@@ -50,9 +77,12 @@ export function registerInternalRoutes(
   options: InternalStatusExtra = {},
 ): void {
   const secret = node.cfg.secrets.clusterSecret;
-  // onRequest runs for unknown /internal/ paths too, so probing them also needs the secret.
+  // On every request, matched or not: a matched one by its route's declared pattern (what the
+  // router decided, whatever the spelling); an unmatched one by what its path could be read as.
   app.addHook('onRequest', async (req) => {
-    if (req.url.startsWith('/internal/') && !hasClusterSecret(req, secret)) {
+    const pattern = req.routeOptions.url;
+    const internal = pattern === undefined ? spellsInternal(req.url) : pattern.startsWith(INTERNAL_PREFIX);
+    if (internal && !hasClusterSecret(req, secret)) {
       throw new MeridianError(
         'unauthorized',
         'region-to-region route: send Authorization: Bearer <cluster secret>',

@@ -6,7 +6,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { WriteOptions } from '../../core/region.js';
 import { encodeToken, mergeVersions } from '../../core/version.js';
 import type { MutationAnswer, MutationContext, MutationOp, RegionNodeContext } from './context.js';
-import { H, parseMaxWaitMs } from './headers.js';
+import { H, waitBudgetMs } from './headers.js';
 
 /**
  * Runs `op` through the node's mutation hooks and the core, then sends the answer.
@@ -22,7 +22,7 @@ export async function runMutation(
   // A write carrying Meridian-Min-Version is ordered after what its client has seen: for a pinned
   // key that means the home set by an earlier write is known here before this one is judged.
   if (request.minVersion) {
-    const maxWaitMs = parseMaxWaitMs(request.headers[H.maxWaitMs]) ?? node.cfg.node.maxWaitMs;
+    const maxWaitMs = waitBudgetMs(request.headers[H.maxWaitMs], node.cfg.node.maxWaitMs);
     await node.core.waitForVersion(request.minVersion, maxWaitMs);
   }
   const ctx: MutationContext = { request, reply, op, node };
