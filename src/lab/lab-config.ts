@@ -62,7 +62,13 @@ export function labCollections(plan: LabPlan): MeridianConfig['collections'] {
     { name: 'settings', policy: 'lww', replication: { mode: 'async' } },
     { name: 'likes', policy: 'counter', replication: { mode: 'async' } },
     { name: 'tags', policy: 'set', replication: { mode: 'async' } },
-    { name: 'accounts', policy: 'pinned', replication: { mode: 'sync', acks: 'majority' } },
+    // Money: only the saga engine writes balances; clients open accounts with POST .../open.
+    {
+      name: 'accounts',
+      policy: 'pinned',
+      replication: { mode: 'sync', acks: 'majority' },
+      writableBy: 'sagas',
+    },
   ];
   const eu = euRegions(plan);
   if (eu.length > 0) {

@@ -132,9 +132,8 @@ export class TrafficGenerator {
           if (!this.sagasAvailable && Date.now() < this.sagaCheckAfterMs) return undefined;
           // Never overwrite an existing balance (a restarted lab still has it): read first, create if missing.
           if (u.account === 'unknown') return { method: 'GET', path: `/v1/accounts/acct-${u.id}` };
-          if (u.account === 'missing') {
-            return { method: 'PUT', path: `/v1/accounts/acct-${u.id}`, body: { balance: 1000 } };
-          }
+          // Accounts are read-only to clients: opening one is the supported way to get a balance.
+          if (u.account === 'missing') return { method: 'POST', path: `/v1/accounts/acct-${u.id}/open` };
           const to = pick(this.users.filter((x) => x.account === 'ready' && x.id !== u.id));
           if (!to) return undefined;
           const key = `${u.id}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`;
@@ -258,11 +257,7 @@ export class TrafficGenerator {
         });
         // A user who just found it has no account opens one at once (then transfers on later turns).
         if (opName === 'transfer' && u.account === 'missing') {
-          await this.send(u, 'transfer', {
-            method: 'PUT',
-            path: `/v1/accounts/acct-${u.id}`,
-            body: { balance: 1000 },
-          });
+          await this.send(u, 'transfer', { method: 'POST', path: `/v1/accounts/acct-${u.id}/open` });
         }
         return;
       } catch {

@@ -122,12 +122,15 @@ export async function failover(t: LabTarget, opts: FailoverOptions): Promise<Fai
     while (!stop && Date.now() < killAtMs + 2000) {
       i++;
       const key = `fo-${run}-${collection}-${i}`;
-      const body = collection === 'accounts' ? { balance: i } : { name: key };
-      const r = await call(`${victim.nodeUrl}/v1/${collection}/${key}`, {
-        method: 'PUT',
-        body,
-        timeoutMs: 3000,
-      });
+      // accounts is read-only to clients: opening an account is its client write (sync, majority).
+      const r =
+        collection === 'accounts'
+          ? await call(`${victim.nodeUrl}/v1/accounts/${key}/open`, { method: 'POST', timeoutMs: 3000 })
+          : await call(`${victim.nodeUrl}/v1/${collection}/${key}`, {
+              method: 'PUT',
+              body: { name: key },
+              timeoutMs: 3000,
+            });
       if (r.status === 200) acked.push({ collection, key, ackMs: r.endMs });
       if (r.status === 0) await sleep(50);
     }

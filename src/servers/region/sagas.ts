@@ -8,6 +8,7 @@ import { request } from 'undici';
 import { nodeUrlFrom } from '../../adapters/config.js';
 import { systemClock, systemRandom, systemTimers } from '../../adapters/system.js';
 import type { Change } from '../../core/change.js';
+import { validateKey } from '../../core/collection.js';
 import { isMeridianError, MeridianError } from '../../core/errors.js';
 import type { FenceResult } from '../../core/idempotency.js';
 import {
@@ -220,6 +221,35 @@ function registerRoutes(app: FastifyInstance, node: RegionNodeContext, s: Region
 
   app.get('/v1/sagas', async () => s.summary());
 
+  // `accounts` is read-only to /v1 clients (money moves only through sagas): this is how a client
+  // gets an account, homed in the region that answers, with the configured opening balance. Opens
+  // of one key run one at a time, so a second open finds the first and never resets a balance.
+  const opening = new Map<string, Promise<unknown>>();
+  app.post<{ Params: { key: string } }>('/v1/accounts/:key/open', async (req) => {
+    const account = req.params.key;
+    validateKey(account);
+    const open = async (): Promise<Json> => {
+      const home = await node.core.homeOf(ACCOUNTS_COLLECTION, account);
+      if (home !== undefined && home !== node.region) {
+        throw new MeridianError('misdirected', `account '${account}' is homed in ${home}`, {
+          replayRegion: home,
+        });
+      }
+      const balance = await s.accounts.balance(account);
+      if (balance !== undefined) return { key: account, balance, opened: false };
+      const opened = await s.accounts.open(account, node.cfg.node.accountOpeningBalance);
+      return { ...(opened as { key: string; balance: number }), opened: true };
+    };
+    const prev = opening.get(account) ?? Promise.resolve();
+    const run = prev.then(open, open);
+    opening.set(account, run);
+    try {
+      return await run;
+    } finally {
+      if (opening.get(account) === run) opening.delete(account);
+    }
+  });
+
   app.post<{ Params: { key: string }; Body: { delta?: unknown } }>(
     '/internal/accounts/:key/apply',
     async (req, reply) => {
@@ -283,7 +313,7 @@ async function summarize(node: RegionNodeContext, s: Omit<RegionSagas, 'summary'
   };
 }
 
-/** Indexes every account this region is home to, whoever created it (PUT /v1/accounts/{key} included). */
+/** Indexes every account this region is home to, however it was written (a collection need not be saga-only). */
 function trackAccounts(node: RegionNodeContext): (changes: readonly Change[]) => void {
   const known = new Set<string>();
   return (changes) => {
