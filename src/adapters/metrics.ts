@@ -52,6 +52,7 @@ export class RegionMetrics {
   readonly streamReconnects: Counter<'peer'>;
   readonly syncTimeouts: Counter<'collection'>;
   readonly clockSkew: Counter<'from'>;
+  readonly quarantined: Counter<'origin'>;
   private stats: (() => RegionStats) | undefined;
   private replication: ReplicationView | undefined;
 
@@ -113,6 +114,12 @@ export class RegionMetrics {
       name: 'meridian_sync_timeouts_total',
       help: 'Sync writes answered 504 (committed here, not confirmed by enough regions in time)',
       labelNames: ['collection'],
+      registers,
+    });
+    this.quarantined = new Counter({
+      name: 'meridian_replication_quarantined_total',
+      help: 'Changes skipped and kept aside because they could not be applied here or sent to a peer, by origin',
+      labelNames: ['origin'],
       registers,
     });
     this.clockSkew = new Counter({

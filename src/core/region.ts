@@ -4,7 +4,7 @@
  * version. All I/O goes through the store, and all time through the clock and timers it is given,
  * so the same code runs in a region node and in the simulator.
  */
-import type { Change, KvEntry } from './change.js';
+import type { Change, ChangePayload, KvEntry } from './change.js';
 import { withheld } from './change.js';
 import { holders, requiredAcks, requireOperation, validateKey } from './collection.js';
 import {
@@ -24,6 +24,13 @@ import { nearestRegion } from './geo.js';
 import { decodeHlc, encodeHlc, HLC_ZERO, type Hlc, HybridClock } from './hlc.js';
 import type { Clock, TimerHandle, Timers } from './ports.js';
 import type { CommitBatch, DocRecord, KvRecord, RegionStore, Snapshot } from './store.js';
+import {
+  checkPayload,
+  checkStoredDoc,
+  checkStoredKv,
+  DEFAULT_STORED_VALUE_LIMITS,
+  type StoredValueLimits,
+} from './stored-value.js';
 import type { CollectionSpec, Json, Operation, RegionId, RegionInfo } from './types.js';
 import { dominates, joinVersions, mergeVersions, missing, seqOf, type VersionVector } from './version.js';
 
@@ -60,8 +67,33 @@ export interface RegionCoreOptions {
    * alone) share one transaction. Absent in the simulator: batches form from what is queued.
    */
   beforeBatch?: () => Promise<void>;
+  /** Bounds on what is staged (default DEFAULT_STORED_VALUE_LIMITS). */
+  storedValueLimits?: Partial<StoredValueLimits>;
+  /**
+   * Peers whose view of this region's own changes must be heard (from an acknowledgement or a
+   * stream cursor) before local writes are accepted: a node opened on a wiped or older disk must
+   * not issue sequence numbers its peers already hold. Absent: the disk is trusted (simulator, tests).
+   */
+  recoverOwnOriginFrom?: readonly RegionId[];
   bugs?: PlantedBugs;
   onEvent?: (e: RegionEvent) => void;
+}
+
+/** The kv namespace of quarantined changes (local to this region, never replicated). */
+export const QUARANTINE_NS = 'meridian.quarantine';
+
+/** A change from a peer that this region could not apply, kept for an operator. */
+export interface QuarantineRecord {
+  from: RegionId;
+  origin: RegionId;
+  seq: number;
+  hlc: string;
+  collection?: string;
+  key?: string;
+  reason: string;
+  atMs: number;
+  /** The change's payload, when it passed the storable-value check. */
+  payload?: Json;
 }
 
 export type RegionEvent =
@@ -75,7 +107,9 @@ export type RegionEvent =
    * A peer sent data of a resident collection this region may not hold; it was not stored (the
    * change counts as a placeholder). Names no collection or key: this region may not know them.
    */
-  | { type: 'residency-refused'; from: RegionId; origin: RegionId; seq: number; records: number };
+  | { type: 'residency-refused'; from: RegionId; origin: RegionId; seq: number; records: number }
+  /** A change from a peer that this region cannot apply: kept in QUARANTINE_NS, skipped over. */
+  | ({ type: 'quarantined' } & Omit<QuarantineRecord, 'payload' | 'hlc' | 'atMs'>);
 
 export interface DocView {
   key: string;
@@ -118,6 +152,10 @@ export interface RegionStats {
   syncTimeouts: number;
   /** Per peer: its acknowledged version, and how many of our own changes it has not acknowledged. */
   peers: Record<RegionId, { acked: VersionVector; behindChanges: number }>;
+  /** Changes from peers quarantined since this process opened the store. */
+  quarantined: number;
+  /** Set while local writes are refused until this region holds its own changes that peers hold. */
+  recoveringOwnOrigin?: { waitingFor: RegionId[]; peersHold: number };
 }
 
 /** The options of a call that passes none: one shared object (options are only read). */
@@ -130,6 +168,8 @@ interface Mutation<T> {
   run(tx: BatchTx): T | Promise<T>;
   resolve(v: T): void;
   reject(e: unknown): void;
+  /** Checks what it stages itself (a remote batch quarantines change by change). */
+  selfChecked: boolean;
   /** The outcome once run: kept on the mutation itself (no result object per operation). */
   ok: boolean;
   value: T | undefined;
@@ -334,6 +374,28 @@ class BatchTx {
     this.dirty = m.dirty;
   }
 
+  /**
+   * Checks that what was staged since the savepoint can be stored: a value the store could not
+   * serialise fails its own mutation here, instead of the store's commit failing the whole batch.
+   */
+  checkSinceSavepoint(limits: StoredValueLimits): void {
+    const m = this.mark;
+    if (this.changes.length > m.changes) {
+      // A change's payload holds every value it writes: the delta and its kv entries.
+      for (let i = m.changes; i < this.changes.length; i++) checkPayload(this.changes[i]!.payload, limits);
+      return;
+    }
+    // No change (a snapshot merge): the documents and kv records as they will be written.
+    const undo = this.undo;
+    if (undo) {
+      for (let i = m.undo; i < undo.length; i += 3) {
+        const d = (undo[i] as TxDoc).doc;
+        if (d) checkStoredDoc(d.state, limits);
+      }
+    }
+    checkStoredKv(this.kv, m.kv, limits);
+  }
+
   toBatch(): CommitBatch {
     const w = this.written;
     let docs: DocRecord[];
@@ -369,7 +431,9 @@ interface AckWaiter {
 export class RegionCore {
   readonly region: RegionId;
   readonly hlc: HybridClock;
-  private readonly opts: Required<Omit<RegionCoreOptions, 'bugs' | 'onEvent' | 'beforeBatch'>> &
+  private readonly opts: Required<
+    Omit<RegionCoreOptions, 'bugs' | 'onEvent' | 'beforeBatch' | 'storedValueLimits' | 'recoverOwnOriginFrom'>
+  > &
     Pick<RegionCoreOptions, 'onEvent' | 'beforeBatch'>;
   private readonly bugs: PlantedBugs;
   private readonly collections = new Map<string, CollectionSpec>();
@@ -387,6 +451,16 @@ export class RegionCore {
   private counts = { localWrites: 0, remoteApplied: 0, conflicts: 0, syncTimeouts: 0 };
   /** Where `stage` reads whether a merge resolved a conflict (one object per core, not per merge). */
   private readonly mergeOut = { conflict: false };
+  private readonly limits: StoredValueLimits;
+  /** Peers whose view of our own origin is still unknown; local writes wait for them (see open). */
+  private ownOriginUnheard: Set<RegionId> | undefined;
+  /** The highest sequence of our own origin that a peer reported holding, and which peer. */
+  private ownOriginPeersHold = 0;
+  private ownOriginHolder: RegionId | undefined;
+  private ownOriginReady = true;
+  /** Local writes that arrived while ownOriginReady was false, waiting (bounded) for it. */
+  private readonly ownOriginWaiters = new Set<() => void>();
+  private quarantinedCount = 0;
 
   private constructor(options: RegionCoreOptions) {
     this.opts = {
@@ -403,6 +477,12 @@ export class RegionCore {
       throw new Error(`region ${this.region} is not in the region list`);
     for (const c of options.collections) this.collections.set(c.name, c);
     this.hlc = new HybridClock(options.clock, { maxOffsetMs: this.opts.maxOffsetMs });
+    this.limits = { ...DEFAULT_STORED_VALUE_LIMITS, ...options.storedValueLimits };
+    const peers = options.recoverOwnOriginFrom?.filter((r) => r !== this.region) ?? [];
+    if (peers.length > 0) {
+      this.ownOriginUnheard = new Set(peers);
+      this.ownOriginReady = false;
+    }
   }
 
   /** Opens a region over its store, restoring the applied version and the clock floor. */
@@ -660,10 +740,12 @@ export class RegionCore {
     /** Reads the document with `tx.cached` (loaded before it is called). */
     makeDelta: (tx: BatchTx, seq: number, hlc: string) => DocState,
   ): Promise<DocView> {
+    if (!this.ownOriginReady) await this.waitOwnOrigin();
     // Set when the mutation runs (no result object per write to carry it out).
     let seq = 0;
     const view = await this.enqueue((tx) => {
       seq = tx.seqOf(this.region) + 1;
+      this.checkOwnSeq(seq);
       const hlc = encodeHlc(this.hlc.now());
       // Synchronous when the store reads synchronously and there is no kvAfter: no promise per write.
       if (tx.loadNow(spec.name, key)) return this.writeInTx(tx, spec, key, options, makeDelta, seq, hlc);
@@ -727,11 +809,13 @@ export class RegionCore {
    * abort, and nothing is written when it returns none).
    */
   async writeKv(entries: KvEntry[] | ((read: KvRead) => Promise<KvEntry[]>)): Promise<VersionVector> {
+    if (!this.ownOriginReady) await this.waitOwnOrigin();
     return this.enqueue(async (tx) => {
       const list =
         typeof entries === 'function' ? await entries((ns, k) => this.readInTx(tx, ns, k)) : entries;
       if (list.length === 0) return tx.applied;
       const seq = tx.seqOf(this.region) + 1;
+      this.checkOwnSeq(seq);
       const hlc = encodeHlc(this.hlc.now());
       this.stage(tx, { origin: this.region, seq, hlc, payload: { kind: 'kv', entries: list } });
       return tx.applied;
@@ -800,7 +884,7 @@ export class RegionCore {
     }
   }
 
-  private enqueue<T>(run: (tx: BatchTx) => T | Promise<T>): Promise<T> {
+  private enqueue<T>(run: (tx: BatchTx) => T | Promise<T>, selfChecked = false): Promise<T> {
     if (this.closed)
       return Promise.reject(new MeridianError('unavailable', `${this.region} is shutting down`));
     return new Promise<T>((resolve, reject) => {
@@ -808,6 +892,7 @@ export class RegionCore {
         run,
         resolve,
         reject,
+        selfChecked,
         ok: false,
         value: undefined,
         error: undefined,
@@ -834,6 +919,9 @@ export class RegionCore {
           try {
             const r = m.run(tx);
             m.value = r instanceof Promise ? await r : r;
+            // Found now, a value the store cannot serialise fails this mutation alone; found by the
+            // store's commit, it would fail every mutation of the batch.
+            if (!m.selfChecked) tx.checkSinceSavepoint(this.limits);
             m.ok = true;
           } catch (error) {
             tx.rollbackToSavepoint();
@@ -842,9 +930,9 @@ export class RegionCore {
         }
         let committed = false;
         if (tx.dirty) {
-          // Kv entries already present with a newer HLC must not be overwritten by older replicated ones.
-          if (tx.kv.length > 0) tx.kv.splice(0, tx.kv.length, ...(await this.newerKvOnly(tx.kv)));
           try {
+            // Kv entries already present with a newer HLC must not be overwritten by older replicated ones.
+            if (tx.kv.length > 0) tx.kv.splice(0, tx.kv.length, ...(await this.newerKvOnly(tx.kv)));
             await this.opts.store.commit(tx.toBatch());
             committed = true;
           } catch (error) {
@@ -859,6 +947,7 @@ export class RegionCore {
         if (committed) {
           this.applied = tx.applied;
           this.received = joinVersions(this.received, tx.applied);
+          if (!this.ownOriginReady) this.updateOwnOriginReady();
           const changes = tx.changes;
           if (changes.length > 0) {
             for (const l of this.listeners) l(changes);
@@ -1014,19 +1103,111 @@ export class RegionCore {
       }
     }
     if (received) this.received = received;
-    return this.enqueue((tx) => {
+    const quarantined: QuarantineRecord[] = [];
+    // Self-checked: each change is checked before it is staged, and one that fails is quarantined
+    // rather than failing the batch (which the link would resend, and fail, forever).
+    const result = await this.enqueue((tx) => {
       const now = this.opts.clock.nowMs();
       // A store that reads synchronously: the whole batch applies without a promise.
-      if (this.opts.store.getDocSync) return this.applyInTx(tx, from, changes, now);
+      if (this.opts.store.getDocSync) return this.applyInTx(tx, from, changes, now, quarantined);
       // An asynchronous store: read the batch's documents together rather than one per change.
       const docs: [string, string][] = [];
       for (const c of changes) {
-        if (c.payload.kind === 'doc' && c.origin !== this.region && c.seq > tx.seqOf(c.origin)) {
-          docs.push([c.payload.collection, c.payload.key]);
+        const p = c.payload as ChangePayload | null;
+        if (
+          p?.kind === 'doc' &&
+          typeof p.collection === 'string' &&
+          typeof p.key === 'string' &&
+          c.seq > tx.seqOf(c.origin)
+        ) {
+          docs.push([p.collection, p.key]);
         }
       }
-      return tx.preload(docs).then(() => this.applyInTx(tx, from, changes, now));
-    });
+      return tx.preload(docs).then(() => this.applyInTx(tx, from, changes, now, quarantined));
+    }, true);
+    // Reported once durable (a failed commit quarantined nothing).
+    for (const r of quarantined) {
+      this.quarantinedCount++;
+      const { payload: _p, hlc: _h, atMs: _a, ...fields } = r;
+      this.opts.onEvent?.({ type: 'quarantined', ...fields });
+    }
+    return result;
+  }
+
+  /**
+   * Why this region cannot apply a peer's change, or undefined. `storable`: the change itself can
+   * be kept (in the log and the quarantine record); false for one malformed or unbounded.
+   */
+  private refusal(c: Change): { reason: string; storable: boolean } | undefined {
+    if (!isHlc(c.hlc)) return { reason: 'malformed HLC', storable: false };
+    try {
+      checkPayload(c.payload, this.limits);
+    } catch (e) {
+      return { reason: (e as Error).message, storable: false };
+    }
+    const p = c.payload;
+    if (p.kind !== 'doc') return undefined;
+    const spec = this.collections.get(p.collection);
+    if (!spec) return { reason: `unknown collection '${p.collection}'`, storable: true };
+    const t = spec.policy === 'counter' ? 'counter' : spec.policy === 'set' ? 'set' : 'reg';
+    if (p.delta.t !== t) {
+      return {
+        reason: `a '${p.delta.t}' change to '${p.collection}', a ${spec.policy} collection`,
+        storable: true,
+      };
+    }
+    return undefined;
+  }
+
+  /**
+   * Skips over a change that cannot be applied: the applied version moves past it (replication
+   * goes on), the log keeps it (or, unstorable or not ours to hold, a placeholder) so the sequence
+   * stays contiguous for peers relaying through us, and QUARANTINE_NS keeps it for an operator.
+   */
+  private quarantine(
+    tx: BatchTx,
+    from: RegionId,
+    c: Change,
+    refusal: { reason: string; storable: boolean },
+    now: number,
+    out: QuarantineRecord[],
+  ): void {
+    const hlc = refusal.storable ? c.hlc : encodeHlc(this.hlc.now());
+    const rec: QuarantineRecord = {
+      from,
+      origin: c.origin,
+      seq: c.seq,
+      hlc,
+      reason: refusal.reason,
+      atMs: now,
+    };
+    let logged: Change = { origin: c.origin, seq: c.seq, hlc, payload: { kind: 'withheld', allowed: [] } };
+    let collection: string | undefined;
+    if (refusal.storable) {
+      const allowed = this.residencyOf(c);
+      if (allowed && !allowed.includes(this.region)) logged = withheld(c, allowed);
+      else {
+        logged = c;
+        rec.payload = c.payload as unknown as Json;
+        if (c.payload.kind === 'doc') {
+          rec.collection = c.payload.collection;
+          rec.key = c.payload.key;
+          if (this.collections.has(rec.collection)) collection = rec.collection;
+        }
+      }
+    }
+    tx.changes.push(logged);
+    tx.dirty = true;
+    tx.advance(c.origin, c.seq);
+    const kv: KvRecord = {
+      ns: QUARANTINE_NS,
+      key: `${c.origin}/${String(c.seq).padStart(16, '0')}`,
+      value: rec as unknown as Json,
+      hlc,
+    };
+    if (collection !== undefined) kv.collection = collection;
+    tx.kv.push(kv);
+    out.push(rec);
   }
 
   /** The body of applyRemote inside its transaction; every document it stages is readable now. */
@@ -1035,16 +1216,26 @@ export class RegionCore {
     from: RegionId,
     changes: readonly Change[],
     now: number,
+    quarantined: QuarantineRecord[],
   ): { applied: number } {
     const blocked = new Set<RegionId>();
     const lags = new Map<RegionId, { count: number; lagMs: number }>();
     let applied = 0;
     for (const c of changes) {
-      if (c.origin === this.region || blocked.has(c.origin)) continue;
+      // An envelope without an origin and a sequence cannot be placed in any log: dropped.
+      if (typeof c?.origin !== 'string' || !Number.isSafeInteger(c.seq) || c.seq < 1) continue;
+      // Our own changes come back only when our disk lost them (after a wipe or an older copy):
+      // they apply like any other, in order, so no sequence number is issued twice.
+      if (blocked.has(c.origin)) continue;
       const have = tx.seqOf(c.origin);
       if (c.seq <= have) continue;
       if (c.seq !== have + 1) {
         blocked.add(c.origin);
+        continue;
+      }
+      const refusal = this.refusal(c);
+      if (refusal) {
+        this.quarantine(tx, from, c, refusal, now, quarantined);
         continue;
       }
       if (c.payload.kind === 'withheld' && c.payload.allowed.includes(this.region)) {
@@ -1084,6 +1275,40 @@ export class RegionCore {
       }
     }
     return { applied };
+  }
+
+  /**
+   * Records a change of our log that could not be serialised for `peer` (PeerFeed sends a
+   * placeholder instead): kept in QUARANTINE_NS and reported like a change a peer could not apply.
+   */
+  async quarantineUnsendable(peer: RegionId, c: Change, reason: string): Promise<void> {
+    const rec: QuarantineRecord = {
+      from: this.region,
+      origin: c.origin,
+      seq: c.seq,
+      hlc: c.hlc,
+      reason: `not sent to ${peer}: ${reason}`,
+      atMs: this.opts.clock.nowMs(),
+    };
+    if (c.payload.kind === 'doc') {
+      rec.collection = c.payload.collection;
+      rec.key = c.payload.key;
+    }
+    const kv: KvRecord = {
+      ns: QUARANTINE_NS,
+      key: `${c.origin}/${String(c.seq).padStart(16, '0')}/${peer}`,
+      value: rec as unknown as Json,
+      hlc: c.hlc,
+    };
+    if (rec.collection !== undefined && this.collections.has(rec.collection)) kv.collection = rec.collection;
+    await this.enqueue((tx) => {
+      tx.kv.push(kv);
+      tx.dirty = true;
+      return undefined;
+    });
+    this.quarantinedCount++;
+    const { hlc: _h, atMs: _a, ...fields } = rec;
+    this.opts.onEvent?.({ type: 'quarantined', ...fields });
   }
 
   /** Merges a peer's snapshot: every document state merges as a CRDT, and the version advances. */
@@ -1138,7 +1363,60 @@ export class RegionCore {
     if (peer === this.region) return;
     const before = this.peerAcks.get(peer);
     this.peerAcks.set(peer, before ? joinVersions(before, applied) : { ...applied });
+    this.noteOwnOriginHeld(peer, seqOf(applied, this.region));
     this.wakeAckWaiters();
+  }
+
+  /** A peer holds our own changes up to `seq`: we must hold them too before issuing more. */
+  private noteOwnOriginHeld(peer: RegionId, seq: number): void {
+    if (seq > this.ownOriginPeersHold) {
+      this.ownOriginPeersHold = seq;
+      this.ownOriginHolder = peer;
+    }
+    if (this.ownOriginUnheard?.delete(peer) && this.ownOriginUnheard.size === 0) {
+      this.ownOriginUnheard = undefined;
+    }
+    this.updateOwnOriginReady();
+  }
+
+  private updateOwnOriginReady(): void {
+    this.ownOriginReady =
+      this.ownOriginUnheard === undefined && seqOf(this.applied, this.region) >= this.ownOriginPeersHold;
+    if (this.ownOriginReady && this.ownOriginWaiters.size > 0)
+      for (const w of [...this.ownOriginWaiters]) w();
+  }
+
+  /**
+   * Holds a local write until the peers' views are in (milliseconds after a start, when the peers
+   * are up), at most maxWaitMs: a write that arrives just after start-up is not refused for it.
+   */
+  private waitOwnOrigin(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let timer: TimerHandle | undefined;
+      const done = () => {
+        if (timer) this.opts.timers.clearTimeout(timer);
+        this.ownOriginWaiters.delete(done);
+        resolve();
+      };
+      this.ownOriginWaiters.add(done);
+      timer = this.opts.timers.setTimeout(done, this.opts.maxWaitMs);
+    });
+  }
+
+  /**
+   * Refuses to issue `seq` while a peer may already hold a change of ours with that sequence (our
+   * disk was wiped or replaced by an older one): peers would skip the new change as a duplicate.
+   */
+  private checkOwnSeq(seq: number): void {
+    if (this.ownOriginReady && seq > this.ownOriginPeersHold) return;
+    const waiting = this.ownOriginUnheard ? [...this.ownOriginUnheard] : [];
+    throw new MeridianError(
+      'unavailable',
+      waiting.length > 0
+        ? `${this.region} accepts writes once its peers have told it which of its own changes they hold (waiting for ${waiting.join(', ')})`
+        : `${this.region} is recovering its own changes from its peers (holds ${seq - 1}, peers hold ${this.ownOriginPeersHold})`,
+      { replayRegion: this.ownOriginHolder ?? waiting[0] ?? this.region },
+    );
   }
 
   peerVersion(peer: RegionId): VersionVector {
@@ -1233,12 +1511,30 @@ export class RegionCore {
       ...this.counts,
       clockSkewRejections: this.hlc.rejectedCount,
       peers,
+      quarantined: this.quarantinedCount,
+      ...(this.ownOriginReady
+        ? {}
+        : {
+            recoveringOwnOrigin: {
+              waitingFor: [...(this.ownOriginUnheard ?? [])],
+              peersHold: this.ownOriginPeersHold,
+            },
+          }),
     };
   }
 
   /** Stops accepting work; pending waiters time out as usual. */
   close(): void {
     this.closed = true;
+  }
+}
+
+function isHlc(s: unknown): boolean {
+  try {
+    decodeHlc(s as string);
+    return true;
+  } catch {
+    return false;
   }
 }
 

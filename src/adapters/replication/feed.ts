@@ -44,6 +44,12 @@ export class PeerFeed {
   private stopped = false;
   private wake: (() => void) | undefined;
   private lastWriteMs = 0;
+  /**
+   * The peer's own changes up to this sequence are sent back to it: it opened the stream with a
+   * cursor behind what we hold of its own origin (its disk was wiped or is an older copy), and
+   * must recover them before issuing new sequence numbers. 0 when it is not behind.
+   */
+  private recoverOwnUpTo = 0;
   private readonly maxPending: number;
   private readonly batchLimit: number;
   private readonly nowMs: () => number;
@@ -83,6 +89,8 @@ export class PeerFeed {
       this.wake?.();
     });
     let first = true;
+    const peerOwn = seqOf(this.core.version, this.peer);
+    if (peerOwn > seqOf(this.have, this.peer)) this.recoverOwnUpTo = peerOwn;
     try {
       await this.send({
         t: 'hello',
@@ -156,12 +164,15 @@ export class PeerFeed {
   }
 
   private async sendFiltered(changes: readonly Change[]): Promise<void> {
-    // The peer already has its own changes; residency filtering happens per change.
+    // The peer already has its own changes (unless it is recovering them); residency filtering
+    // happens per change.
     const relay = this.options.relay ?? 'all';
     const self = this.core.region;
     const out = changes
       .filter(
-        (c) => c.origin !== this.peer && (c.origin === self || relay === 'all' || relay.includes(c.origin)),
+        (c) =>
+          (c.origin !== this.peer || c.seq <= this.recoverOwnUpTo) &&
+          (c.origin === self || c.origin === this.peer || relay === 'all' || relay.includes(c.origin)),
       )
       .map((c) => this.core.forPeer(c, this.peer));
     if (out.length === 0) return;
@@ -172,6 +183,28 @@ export class PeerFeed {
   private async send(m: StreamMessage): Promise<void> {
     if (this.stopped) return;
     this.lastWriteMs = this.nowMs();
-    if (!this.sink.write(encodeMessage(m))) await this.sink.drained();
+    let line: string;
+    try {
+      line = encodeMessage(m);
+    } catch (e) {
+      if (m.t !== 'changes') throw e;
+      line = encodeMessage({ ...m, changes: m.changes.map((c) => this.sendable(c)) });
+    }
+    if (!this.sink.write(line)) await this.sink.drained();
+  }
+
+  /**
+   * The change, or an empty placeholder for one that cannot be serialised (stored before the core
+   * checked values): the peer moves past it, so one bad change cannot end the stream on every
+   * reconnect. The core quarantines and reports it.
+   */
+  private sendable(c: Change): Change {
+    try {
+      JSON.stringify(c);
+      return c;
+    } catch (e) {
+      void this.core.quarantineUnsendable(this.peer, c, (e as Error).message).catch(() => undefined);
+      return { origin: c.origin, seq: c.seq, hlc: c.hlc, payload: { kind: 'withheld', allowed: [] } };
+    }
   }
 }

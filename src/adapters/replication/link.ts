@@ -180,6 +180,11 @@ export class PeerLink {
     const { core } = this.o;
     switch (m.t) {
       case 'hello':
+        // The peer's applied version is also its view of our own changes, which a restarted node
+        // needs before it issues sequence numbers again (RegionCore.recoverOwnOriginFrom).
+        core.onPeerAck(this.peer, m.version);
+        this.notePeerVersion(m.version);
+        return;
       case 'hb':
         this.notePeerVersion(m.version);
         return;

@@ -62,6 +62,11 @@ export class RegionNode implements RegionNodeContext {
   private compacting = false;
   private truncated: VersionVector = {};
   private readonly lastLagMs = new Map<RegionId, number>();
+  /** Quarantined changes reported since start, newest last (the store's QUARANTINE_NS keeps all). */
+  readonly quarantine: { total: number; recent: Extract<RegionEvent, { type: 'quarantined' }>[] } = {
+    total: 0,
+    recent: [],
+  };
   private readonly dispatcher = new Agent({ keepAliveTimeout: 60_000, keepAliveMaxTimeout: 600_000 });
 
   private constructor(
@@ -103,6 +108,9 @@ export class RegionNode implements RegionNodeContext {
       // request that started it and every write would commit alone. Yielding to I/O first lets the
       // requests that arrived together share one transaction.
       beforeBatch: yieldToIo,
+      // A node opened on a wiped or older disk must learn from its peers which of its own changes
+      // they hold before it issues sequence numbers again (docs/region-node.md).
+      recoverOwnOriginFrom: o.replicate === false ? [] : peers,
       onEvent: (e) => node?.onCoreEvent(e),
     });
     node = new RegionNode(
@@ -127,6 +135,7 @@ export class RegionNode implements RegionNodeContext {
       routeModules: o.routeModules ?? defaultRouteModules,
       extra: () => ({
         truncated: n.truncated,
+        quarantine: n.quarantine,
         links: Object.fromEntries(
           [...n.links].map(([p, l]) => [p, { connected: l.connected, lagChanges: l.lagChanges() }]),
         ),
@@ -261,6 +270,15 @@ export class RegionNode implements RegionNodeContext {
       case 'snapshot-applied':
         this.log.info({ from: e.from, docs: e.docs }, 'snapshot applied');
         return;
+      case 'quarantined': {
+        this.metrics.quarantined.inc({ origin: e.origin });
+        const { type: _t, ...fields } = e;
+        this.log.warn(fields, 'replication change quarantined');
+        this.quarantine.total++;
+        this.quarantine.recent.push(e);
+        if (this.quarantine.recent.length > 100) this.quarantine.recent.shift();
+        return;
+      }
       case 'residency-refused':
         // Origin and sequence only: the collection and key are what this region may not hold.
         this.log.warn(
