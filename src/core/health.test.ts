@@ -55,7 +55,7 @@ describe('HealthState', () => {
     h.observe({ kind: 'probe-ok', rttMs: 200 }, 2);
     assert.equal(h.srttMs, 112.5);
     assert.equal(h.rttvarMs, 62.5);
-    assert.equal(h.probeTimeoutMs(), 362.5);
+    assert.equal(h.probeTimeoutMs(), 363);
   });
 
   it('uses the configured RTT, else the configured timeout, until the path is measured', () => {

@@ -102,7 +102,8 @@ export function classifyFailure(reason: string): FailureKind {
  */
 export function rtoMs(srttMs: number, rttvarMs: number, o: HealthOptions): number {
   const raw = srttMs + Math.max(o.granularityMs, 4 * rttvarMs);
-  return Math.min(o.maxTimeoutMs, Math.max(o.minTimeoutMs, raw));
+  // Whole milliseconds: timers and AbortSignal.timeout take integers.
+  return Math.ceil(Math.min(o.maxTimeoutMs, Math.max(o.minTimeoutMs, raw)));
 }
 
 /** Planted defects for the simulator's health checker (each must be caught; see docs/simulator.md). */
@@ -129,6 +130,8 @@ export class HealthState {
   passiveFailed = 0;
   /** Failures ignored because the prober itself was stalled when its timeout fired. */
   stalled = 0;
+  /** The kind of the latest failure counted since the last good probe. */
+  lastFailure: FailureKind | undefined;
   /** Enough evidence to eject, but a cap (see RoutingTable) kept the target up. */
   held = false;
   lastChangeMs: number;
@@ -161,7 +164,7 @@ export class HealthState {
     if (this.bugs.staticTimeout) return o.timeoutMs;
     if (this.srttMs !== undefined && this.rttvarMs !== undefined) return rtoMs(this.srttMs, this.rttvarMs, o);
     if (o.initialRttMs !== undefined) return rtoMs(o.initialRttMs, o.initialRttMs / 2, o);
-    return Math.min(o.maxTimeoutMs, Math.max(o.minTimeoutMs, o.timeoutMs));
+    return Math.ceil(Math.min(o.maxTimeoutMs, Math.max(o.minTimeoutMs, o.timeoutMs)));
   }
 
   /** Consecutive good probes needed to come back now (doubled while the target flaps). */
@@ -179,6 +182,7 @@ export class HealthState {
       case 'probe-ok':
         this.sampleRtt(event.rttMs);
         this.consecutiveFailed = 0;
+        this.lastFailure = undefined;
         this.passiveFailed = 0;
         this.held = false;
         this.consecutiveOk++;
@@ -201,6 +205,7 @@ export class HealthState {
         }
         this.consecutiveOk = 0;
         this.consecutiveFailed++;
+        this.lastFailure = failure;
         const fall = this.bugs.staticTimeout ? 1 : this.options.fall;
         if (this.status === 'up' && this.consecutiveFailed >= fall) {
           return this.eject(`${this.consecutiveFailed} probes failed: ${event.reason}`, nowMs, mayEject);
@@ -268,3 +273,27 @@ export class HealthState {
 }
 
 const always = (): boolean => true;
+
+/** One vantage point's opinion of a target; `abstain`: it could not be asked, or its view is stale. */
+export type Vote = 'up' | 'down' | 'abstain';
+
+/**
+ * Whether a quorum of vantage points sees a target down (Route 53 style): a strict majority of
+ * the votes cast, and at least `minDown` of them when given. A vantage point that cannot be
+ * reached abstains rather than counting either way: it is as likely cut off itself as the target
+ * is gone, and a region that is lost takes its own edge's vote with it.
+ * @example quorumDown(['down', 'down', 'up', 'abstain']) // true: 2 of 3 cast
+ */
+export function quorumDown(
+  votes: readonly Vote[],
+  minDown = 1,
+): { down: boolean; downVotes: number; cast: number } {
+  let downVotes = 0;
+  let cast = 0;
+  for (const v of votes) {
+    if (v === 'abstain') continue;
+    cast++;
+    if (v === 'down') downVotes++;
+  }
+  return { down: cast > 0 && downVotes * 2 > cast && downVotes >= Math.min(minDown, cast), downVotes, cast };
+}

@@ -31,7 +31,7 @@ export function probeOnce(
   maxWaitMs = timeoutMs,
 ): Promise<void> {
   const started = performance.now();
-  const hardMs = Math.max(timeoutMs, maxWaitMs);
+  const hardMs = Math.ceil(Math.max(timeoutMs, maxWaitMs));
   const signal = AbortSignal.timeout(hardMs);
   let settled = false;
   // The deadline is judged one event-loop turn after the timer fires, so an answer that arrived
