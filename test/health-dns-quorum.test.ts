@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { type DnsServer, startDnsServer } from '../src/servers/dns/index.js';
-import { dnsConfig, digShort, REGIONS, SUBNET_NEAR, waitFor } from './dns-helpers.js';
+import { digShort, dnsConfig, REGIONS, SUBNET_NEAR, waitFor } from './dns-helpers.js';
 
 interface VoterEdge {
   region: string;

@@ -114,10 +114,12 @@ export function writeLabConfig(plan: LabPlan, paths: LabPaths, store: LabStoreKi
     })),
     collections: labCollections(plan),
     store: storeCfg,
-    // Probes a bit faster than the default so failover shows within a few seconds on the map.
+    // The default health model (docs/routing.md, "Health model"): a probe every 250 ms whose
+    // deadline follows each path's measured RTT, so a 330 ms path is no more suspect than a 2 ms
+    // one, and two silent or refused probes in a row to eject: under 1 s for a dead region.
     edge: {
       policy: 'latency',
-      health: { intervalMs: 500, timeoutMs: 400, fall: 2, rise: 2 },
+      health: { intervalMs: 250, timeoutMs: 1000, fall: 2, rise: 2, maxEjectedShare: 0.5 },
       stickyMs: 10_000,
     },
     dns: {
