@@ -4,53 +4,11 @@ import { createSocket } from 'node:dgram';
 import { Resolver } from 'node:dns/promises';
 import { connect, type Socket } from 'node:net';
 import { describe, it } from 'node:test';
-import * as packet from 'dns-packet';
 import { dnsFixture, waitFor } from './dns-helpers.js';
+import { expectsDnsReply, randomDnsMessage } from './fuzz-dns-gen.js';
+import { prng } from './fuzz-http-gen.js';
 
 const SEED = Number(process.env.DNS_FUZZ_SEED ?? 20261126);
-
-/** mulberry32: small, seeded, good enough to pick bytes. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const VALID = packet.encode({
-  type: 'query',
-  id: 7,
-  flags: packet.RECURSION_DESIRED,
-  questions: [{ name: 'app.meridian.test', type: 'A' }],
-  additionals: [
-    {
-      type: 'OPT',
-      name: '.',
-      udpPayloadSize: 1232,
-      options: [{ code: 'CLIENT_SUBNET', ip: '81.2.69.0', sourcePrefixLength: 24 }],
-    } as never,
-  ],
-});
-
-/** Half pure noise, half a valid query with a few bytes changed (reaches deeper into the parser). */
-function randomMessage(rnd: () => number): Buffer {
-  if (rnd() < 0.5) {
-    const len = Math.floor(rnd() * 300);
-    return Buffer.from(Array.from({ length: len }, () => Math.floor(rnd() * 256)));
-  }
-  const b = Buffer.from(VALID);
-  const edits = 1 + Math.floor(rnd() * 4);
-  for (let i = 0; i < edits; i++) b[Math.floor(rnd() * b.length)] = Math.floor(rnd() * 256);
-  const cut = rnd() < 0.2 ? Math.floor(rnd() * b.length) : b.length;
-  return b.subarray(0, cut);
-}
-
-/** What the server must do with it: answer unless it is a runt or has the QR bit. */
-const expectsReply = (m: Buffer) => m.length >= 12 && ((m[2] ?? 0) & 0x80) === 0;
 
 async function stillAnswers(port: number): Promise<void> {
   const resolver = new Resolver({ timeout: 2000, tries: 1 });
@@ -80,9 +38,9 @@ describe(`GeoDNS under random input (seed ${SEED}, DNS_FUZZ_SEED to replay)`, ()
       // Batches small enough for the socket buffers, so nothing is lost to the kernel.
       for (let batch = 0; batch < 80; batch++) {
         for (let i = 0; i < 50; i++) {
-          const m = randomMessage(rnd);
+          const m = randomDnsMessage(rnd);
           if (m.length >= 2) sentIds.add(m.readUInt16BE(0));
-          if (expectsReply(m)) expected++;
+          if (expectsDnsReply(m)) expected++;
           sent++;
           sock.send(m, fx.server.port, '127.0.0.1');
         }
@@ -113,8 +71,8 @@ describe(`GeoDNS under random input (seed ${SEED}, DNS_FUZZ_SEED to replay)`, ()
     await Promise.all(
       [0, 1, 2, 3].map(async () => {
         const s = await open();
-        const msgs = Array.from({ length: 300 }, () => randomMessage(rnd)).filter((m) => m.length > 0);
-        const want = msgs.filter(expectsReply).map((m) => m.readUInt16BE(0));
+        const msgs = Array.from({ length: 300 }, () => randomDnsMessage(rnd)).filter((m) => m.length > 0);
+        const want = msgs.filter(expectsDnsReply).map((m) => m.readUInt16BE(0));
         const got: number[] = [];
         let buf = Buffer.alloc(0);
         s.on('data', (d: Buffer) => {
