@@ -65,7 +65,9 @@ describe('GeoDNS TCP connection limits', () => {
   let edges: FakeEdge[] = [];
   let server: DnsServer;
   const sockets: Socket[] = [];
-  const limits = { messageMs: 600 };
+  // A long idle timeout: under load, opening 2,000 connections may take longer than the default
+  // 10 s, and the caps (not the idle timer) are what the first test is about.
+  const limits = { messageMs: 600, idleMs: 60_000 };
   before(async () => {
     edges = await startEdges();
     server = await startDnsServer(dnsConfig(edges), { tcp: limits });
@@ -87,8 +89,10 @@ describe('GeoDNS TCP connection limits', () => {
       sockets.push(...made);
     }
     // Accepting lags the client's connect: wait until the server has seen all 2,000.
-    await waitFor('the server to close the oldest idle connections', async () =>
-      server.stats().tcpClosed.evicted >= 2000 - TCP_LIMITS.maxConnections ? true : undefined,
+    await waitFor(
+      'the server to close the oldest idle connections',
+      async () => (server.stats().tcpClosed.evicted >= 2000 - TCP_LIMITS.maxConnections ? true : undefined),
+      20_000,
     );
     assert.equal(server.stats().tcpConnections, TCP_LIMITS.maxConnections);
     // The first ones opened are the ones closed: they are the oldest idle.
