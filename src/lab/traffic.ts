@@ -255,8 +255,9 @@ export class TrafficGenerator {
           status: res.statusCode,
           latencyMs: Date.now() - started,
         });
-        // A user who just found it has no account opens one at once (then transfers on later turns).
-        if (opName === 'transfer' && u.account === 'missing') {
+        // A user who just found it has no account opens one at once (then transfers on later turns);
+        // only after the read, so a refused open is not retried in a loop that never ends.
+        if (opName === 'transfer' && u.account === 'missing' && req.method === 'GET') {
           await this.send(u, 'transfer', { method: 'POST', path: `/v1/accounts/acct-${u.id}/open` });
         }
         return;
