@@ -45,7 +45,8 @@ async function assertReplicated(
 describe('one bad write never fails its batch (real processes)', { timeout: 180_000 }, () => {
   let c: Cluster;
   before(async () => {
-    c = await startCluster({ store: 'sqlite' });
+    // Reads below wait up to 20 s for a version; the node clamps a longer ask to its maxWaitMs.
+    c = await startCluster({ store: 'sqlite', node: { maxWaitMs: 20_000 } });
   });
   after(async () => {
     await c?.stop();
@@ -106,7 +107,7 @@ describe('the core refuses what the HTTP layer let through, alone (real nodes in
 }, () => {
   let c: Cluster;
   before(async () => {
-    c = await startCluster({ store: 'sqlite', mode: 'inprocess' });
+    c = await startCluster({ store: 'sqlite', mode: 'inprocess', node: { maxWaitMs: 20_000 } });
   });
   after(async () => {
     await c?.stop();

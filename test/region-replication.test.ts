@@ -36,6 +36,8 @@ describe('replication: compaction, reconnection, snapshots (SQLite)', { timeout:
   before(async () => {
     c = await startCluster({
       store: 'sqlite',
+      // Reads below wait up to 20 s for a version; the node clamps a longer ask to its maxWaitMs.
+      node: { maxWaitMs: 20_000 },
       replication: { logKeep: 0, logMaxRetain: 20, compactIntervalMs: 100 },
     });
   });
@@ -113,6 +115,8 @@ describe('replication: relay through a third region when a direct link is cut', 
     wan = new WanEmulator();
     c = await startCluster({
       store: 'sqlite',
+      // Reads below wait up to 15 s for a relay; the node clamps a longer ask to its maxWaitMs.
+      node: { maxWaitMs: 20_000 },
       configure: async (raw, { addresses }) => {
         const mesh = await buildMesh(wan, {
           regions: [US, EU, AP].map((id) => ({ id, target: addresses[id]! })),

@@ -18,7 +18,8 @@ const AP = 'ap-northeast-1';
 describe('a region restarted on a wiped disk (real processes, SQLite)', { timeout: 180_000 }, () => {
   let c: Cluster;
   before(async () => {
-    c = await startCluster({ store: 'sqlite' });
+    // Reads below wait up to 20 s for a version; the node clamps a longer ask to its maxWaitMs.
+    c = await startCluster({ store: 'sqlite', node: { maxWaitMs: 20_000 } });
   });
   after(async () => {
     await c?.stop();
