@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { HealthBugs } from '../src/core/health.js';
 import type { PlantedBugs } from '../src/core/region.js';
 import { DEFAULT_SIM, type SimOptions, simulate } from '../src/sim/index.js';
 
@@ -35,6 +36,51 @@ describe('planted bugs are caught', () => {
       const hit = new Set(bad.violations.map((v) => v.checker));
       for (const name of c.catches)
         assert.ok(hit.has(name), `${name} should fire; got ${[...hit].join(', ')}`);
+      const clean = await simulate(o);
+      assert.deepEqual(
+        clean.violations.map((v) => `${v.checker}: ${v.message}`),
+        [],
+        'the same run without the bug is clean',
+      );
+    });
+  }
+});
+
+// Issue 18: planted defects of the health state machine that every edge runs (core/health.ts),
+// caught by the health checker against the simulated world's truth.
+const healthCases: {
+  bug: keyof HealthBugs;
+  catches: string;
+  options: Partial<SimOptions>;
+}[] = [
+  {
+    // The old lab's constant 400 ms deadline, one timeout to eject: São Paulo <> Singapore is a
+    // 330 ms round trip, so any stall or jitter on it ejects a live region.
+    bug: 'staticTimeout',
+    catches: 'health-false-ejection',
+    options: {
+      seed: 2,
+      faults: 'light',
+      regions: ['sa-east-1', 'ap-southeast-1', 'us-east-1'],
+      durationMs: 10_000,
+      opsPerSec: 100,
+    },
+  },
+  {
+    // Silence never counts: a partitioned (blackholed) region stays up at the edges cut off from it.
+    bug: 'timeoutNotEvidence',
+    catches: 'health-missed-ejection',
+    options: { seed: 1, faults: 'heavy', durationMs: 10_000, opsPerSec: 100 },
+  },
+];
+
+describe('planted health bugs are caught', () => {
+  for (const c of healthCases) {
+    it(`${c.bug} is caught by ${c.catches}`, async () => {
+      const o = { ...DEFAULT_SIM, ...c.options, health: true } as SimOptions;
+      const bad = await simulate({ ...o, healthBugs: { [c.bug]: true } });
+      const hit = new Set(bad.violations.map((v) => v.checker));
+      assert.ok(hit.has(c.catches), `${c.catches} should fire; got ${[...hit].join(', ')}`);
       const clean = await simulate(o);
       assert.deepEqual(
         clean.violations.map((v) => `${v.checker}: ${v.message}`),

@@ -39,6 +39,8 @@ export function replayCommand(o: SimOptions, seed = o.seed): string {
     `--rate ${o.opsPerSec}`,
   ];
   for (const [bug, on] of Object.entries(o.bugs ?? {})) if (on) parts.push(`--bug ${bug}`);
+  for (const [bug, on] of Object.entries(o.healthBugs ?? {})) if (on) parts.push(`--bug ${bug}`);
+  if (o.health && Object.keys(o.healthBugs ?? {}).length === 0) parts.push('--health');
   return parts.join(' ');
 }
 

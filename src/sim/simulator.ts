@@ -8,6 +8,7 @@ import { loadRegionTable } from '../adapters/region-table.js';
 import { holders as holdersOf } from '../core/collection.js';
 import type { DocState } from '../core/crdt.js';
 import { isMeridianError } from '../core/errors.js';
+import type { HealthBugs } from '../core/health.js';
 import type { DocView, PlantedBugs, ReadOptions, RegionEvent, WriteOptions } from '../core/region.js';
 import type { CommitBatch } from '../core/store.js';
 import type { CollectionSpec, RegionId, RegionInfo } from '../core/types.js';
@@ -24,6 +25,7 @@ import {
 import { ALL_CHECKERS } from './checkers/index.js';
 import { inspectCommit, inspectMessage } from './checkers/residency.js';
 import { faultProfile, faultSchedule, initialSkews } from './faults.js';
+import { HealthSim, SIM_HEALTH, STALLS } from './health.js';
 import { computeFigures, type Figures } from './figures.js';
 import type { History, LocalChange, OpRecord, TimedFault, Violation } from './history.js';
 import { Network, NO_LINK_FAULTS } from './network.js';
@@ -56,6 +58,9 @@ export interface SimOptions {
   /** After healing, how long to wait at most for every live region to converge. */
   settleMaxMs?: number;
   sessionsPerRegion?: number;
+  /** Run every edge's health checks and the health checker (sim/health.ts); on with a health bug. */
+  health?: boolean;
+  healthBugs?: HealthBugs;
 }
 
 export const DEFAULT_SIM: Omit<SimOptions, 'seed'> = {
@@ -128,6 +133,7 @@ class Simulation {
   readonly counts = { conflicts: 0, clockSkew: 0, syncTimeouts: 0, snapshots: 0, clientTimeouts: 0 };
   readonly notes: string[] = [];
   private readonly schedule: TimedFault[];
+  private health: HealthSim | undefined;
   private readonly baseLink;
 
   constructor(readonly options: SimOptions) {
@@ -193,6 +199,22 @@ class Simulation {
     }
     this.net.onDeliver = (env) => this.procs.get(env.to)?.receive(env);
     this.net.onSend = (env) => inspectMessage(this.history, env, this.time.nowMs);
+    if (o.health || Object.keys(o.healthBugs ?? {}).length > 0) {
+      this.health = new HealthSim(
+        this.time,
+        this.rng.fork('health'),
+        this.regions,
+        (a, b) => table.oneWayMs(a, b),
+        this.net,
+        (r) => ({ alive: () => this.procs.get(r)?.status === 'up' }),
+        {
+          settings: SIM_HEALTH,
+          stalls: STALLS[o.faults] ?? STALLS.heavy!,
+          bugs: o.healthBugs ?? {},
+          sampleEveryMs: 50,
+        },
+      );
+    }
   }
 
   private note(line: string): void {
@@ -215,8 +237,10 @@ class Simulation {
       this.sessions.push(st);
       this.time.at(st.nextAtMs, st.next);
     }
+    this.health?.start();
     await this.time.runUntil(this.options.durationMs);
     await this.settle();
+    this.health?.stop();
     this.history.endAtMs = this.time.nowMs;
     // Anything still unanswered (a client would have given up) has an unknown outcome.
     for (const set of this.inflight.values()) {
@@ -241,6 +265,7 @@ class Simulation {
     }
     const violations: Violation[] = [];
     for (const c of ALL_CHECKERS) violations.push(...c.check(this.history));
+    if (this.health) violations.push(...this.health.violations());
     for (const op of this.history.ops) {
       if (op.result === 'error') {
         violations.push({

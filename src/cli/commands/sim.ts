@@ -15,6 +15,8 @@ import { DEFAULT_SIM, type RunResult, type SimOptions, simulate } from '../../si
 import { WORKLOADS } from '../../sim/workload.js';
 
 const BUGS = ['dropIncrement', 'skipTokenWait', 'ackBeforeApply'] as const;
+/** Planted defects of the health state machine (core/health.ts); each turns on --health. */
+const HEALTH_BUGS = ['staticTimeout', 'timeoutNotEvidence'] as const;
 
 function usage(): string {
   return `usage: meridian sim [options]
@@ -26,7 +28,8 @@ function usage(): string {
   --faults NAME     ${Object.keys(FAULT_PROFILES).join('|')} (default ${DEFAULT_SIM.faults})
   --workload NAME   ${Object.keys(WORKLOADS).join('|')} (default ${DEFAULT_SIM.workload})
   --rate N          client operations per second, offered (default ${DEFAULT_SIM.opsPerSec})
-  --bug NAME        plant a bug to see a checker catch it: ${BUGS.join('|')} (repeatable)
+  --bug NAME        plant a bug to see a checker catch it: ${[...BUGS, ...HEALTH_BUGS].join('|')} (repeatable)
+  --health          also run every edge's health checks and the health checker (docs/simulator.md)
   --notes           also print the region processes' diagnostic notes
 
 Exit code: 0 when every checker passes for every seed, 1 on any violation, 2 on bad usage.
@@ -100,11 +103,18 @@ export function parseArgs(argv: string[]): CliOptions {
         break;
       case '--bug': {
         const v = value();
+        if ((HEALTH_BUGS as readonly string[]).includes(v)) {
+          sim.healthBugs = { ...sim.healthBugs, [v]: true };
+          break;
+        }
         if (!(BUGS as readonly string[]).includes(v))
-          throw new Error(`unknown --bug '${v}'; known: ${BUGS.join(', ')}`);
+          throw new Error(`unknown --bug '${v}'; known: ${[...BUGS, ...HEALTH_BUGS].join(', ')}`);
         bugs[v as (typeof BUGS)[number]] = true;
         break;
       }
+      case '--health':
+        sim.health = true;
+        break;
       case '--notes':
         notes = true;
         break;
