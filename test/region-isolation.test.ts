@@ -4,15 +4,18 @@
  * answered 200, stored and replicated, and replication goes on afterwards.
  */
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { MeridianError } from '../src/core/errors.js';
 import type { Json } from '../src/core/types.js';
-import { decodeToken, encodeToken, mergeVersions, type VersionVector } from '../src/core/version.js';
+import { decodeToken, encodeToken, mergeVersions, seqOf, type VersionVector } from '../src/core/version.js';
 import { type Cluster, call, startCluster } from './support/cluster.js';
 
 const US = 'us-east-1';
 const EU = 'eu-west-1';
 const AP = 'ap-northeast-1';
+
+const NEW_COLLECTION = { name: 'rollout', policy: 'lww', replication: { mode: 'async' } };
 
 /** An array nested `depth` deep, built without recursion. */
 function nested(depth: number): Json {
@@ -99,6 +102,77 @@ describe('one bad write never fails its batch (real processes)', { timeout: 180_
       decodeToken(later.headers['meridian-version']!),
       new Map([['later', 'still flowing']]),
     );
+  });
+});
+
+describe('a change a peer cannot apply is quarantined while the stream goes on (real processes)', {
+  timeout: 180_000,
+}, () => {
+  let c: Cluster;
+  before(async () => {
+    c = await startCluster({ store: 'sqlite', node: { maxWaitMs: 20_000 } });
+  });
+  after(async () => {
+    await c?.stop();
+  });
+
+  it('us-east-1 restarted with a collection its peers do not have: they quarantine its changes and apply the rest', async () => {
+    // us-east-1 alone runs newer config with one more collection (a rollout in progress).
+    await c.kill(US, 'SIGTERM');
+    const raw = JSON.parse(readFileSync(c.configPath, 'utf8')) as { collections: unknown[] };
+    writeFileSync(
+      c.configPath,
+      JSON.stringify({ ...raw, collections: [...raw.collections, NEW_COLLECTION] }),
+    );
+    await c.restart(US);
+    writeFileSync(c.configPath, JSON.stringify(raw));
+
+    const before = await call(c.url(US), 'PUT', '/v1/settings/before', { body: 1 });
+    assert.equal(before.status, 200, before.text);
+    const odd = await call(c.url(US), 'PUT', '/v1/rollout/k', { body: { only: 'us' } });
+    assert.equal(odd.status, 200, odd.text);
+    const afterIt = await call(c.url(US), 'PUT', '/v1/settings/after', { body: 2 });
+    assert.equal(afterIt.status, 200, afterIt.text);
+    const version = mergeVersions(
+      decodeToken(before.headers['meridian-version']!),
+      decodeToken(afterIt.headers['meridian-version']!),
+    );
+    await assertReplicated(
+      c,
+      version,
+      new Map<string, unknown>([
+        ['before', 1],
+        ['after', 2],
+      ]),
+    );
+    const seq = seqOf(decodeToken(odd.headers['meridian-version']!), US);
+    for (const r of [EU, AP]) {
+      const metrics = (await call(c.url(r), 'GET', '/metrics')).text;
+      assert.match(metrics, /meridian_replication_quarantined_total\{[^}]*origin="us-east-1"[^}]*\} 1/);
+      const status = (
+        await call(c.url(r), 'GET', '/internal/v1/status', {
+          headers: { authorization: `Bearer ${c.cfg.secrets.clusterSecret}` },
+        })
+      ).json as {
+        quarantine: {
+          total: number;
+          recent: { origin: string; seq: number; collection: string; reason: string }[];
+        };
+      };
+      assert.equal(status.quarantine.total, 1);
+      assert.deepEqual(
+        status.quarantine.recent.map((q) => [q.origin, q.seq, q.collection]),
+        [[US, seq, 'rollout']],
+      );
+      assert.match(status.quarantine.recent[0]!.reason, /unknown collection 'rollout'/);
+      const logged = c
+        .output(r)
+        .split('\n')
+        .find((l) => l.includes('replication change quarantined'));
+      assert.ok(logged, `${r} logs the quarantine at warn`);
+      assert.match(logged, /"origin":"us-east-1"/);
+      assert.match(logged, /"key":"k"/);
+    }
   });
 });
 
