@@ -191,7 +191,9 @@ function refusal(answer: string): { status: number; code: string; message: strin
 }
 
 describe('createHttp1Server limits (issue 10 rows 5 and 8)', () => {
-  it('refuses a huge chunk extension sent in many packets at its bound, having read only a bounded part of it', async () => {
+  it('refuses a huge chunk extension sent in many packets at its bound, having read only a bounded part of it', {
+    timeout: 60_000,
+  }, async () => {
     const srv = await serve({ maxChunkLineBytes: 4096, maxBodyBytes: 1024 * 1024, headTimeoutMs: 60_000 });
     try {
       // 64 MB of `1;aaaa…` in 16 KiB packets, each written once the previous one left: the
@@ -240,7 +242,9 @@ describe('createHttp1Server limits (issue 10 rows 5 and 8)', () => {
     }
   });
 
-  it('closes a request head trickled a byte at a time with 408 at the head deadline', async () => {
+  it('closes a request head trickled a byte at a time with 408 at the head deadline', {
+    timeout: 60_000,
+  }, async () => {
     const srv = await serve({ headTimeoutMs: 300 });
     try {
       const answer = await new Promise<string>((resolve) => {
