@@ -270,4 +270,28 @@ describe('RegionCore own-sequence recovery', () => {
     await replicate(fresh, eu);
     assert.equal((await eu.get('settings', 'after-wipe'))?.value, 'new', 'the peer applies the new write');
   });
+
+  it('recovered from a snapshot, it serves a peer behind that snapshot a snapshot, not a gap', async () => {
+    const { core: us } = await open(US);
+    const { core: eu } = await open(EU);
+    const { core: ap } = await open(AP);
+    for (let i = 1; i <= 5; i++) await us.put('settings', `k${i}`, i);
+    await replicate(us, eu);
+    await eu.compactLog(0, { force: true });
+    const { core: fresh } = await open(US, { recoverOwnOriginFrom: [EU, AP] });
+    fresh.onPeerAck(EU, eu.ackVersion());
+    fresh.onPeerAck(AP, ap.ackVersion());
+    const snap = await eu.pull(US, fresh.version);
+    assert.equal(snap.kind, 'snapshot');
+    if (snap.kind === 'snapshot') await fresh.applySnapshot(EU, snap.snapshot, snap.omittedCollections);
+    assert.equal(fresh.version[US], 5);
+    await fresh.put('settings', 'k6', 6);
+    // ap-northeast-1 never got us-east-1's first five: the log that would hold them is gone.
+    const res = await fresh.pull(AP, ap.version);
+    if (res.kind === 'snapshot') await ap.applySnapshot(US, res.snapshot, res.omittedCollections);
+    else await ap.applyRemote(US, res.changes);
+    await replicate(fresh, ap);
+    assert.equal(ap.version[US], 6);
+    assert.equal((await ap.get('settings', 'k6'))?.value, 6);
+  });
 });

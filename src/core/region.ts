@@ -1340,8 +1340,10 @@ export class RegionCore {
       // commit, so no crash leaves a silent hole) so that a peer behind it gets a snapshot from us
       // instead of a log with a gap it would wait on forever.
       const holes: Record<RegionId, number> = {};
+      // Our own origin too: a region recovering its own changes from a snapshot (its disk was
+      // wiped) holds none of them in its log either.
       for (const [origin, seq] of Object.entries(snap.applied)) {
-        if (origin !== this.region && seq > seqOf(tx.applied, origin)) holes[origin] = seq;
+        if (seq > seqOf(tx.applied, origin)) holes[origin] = seq;
       }
       if (Object.keys(holes).length > 0) {
         await this.opts.store.truncateLog(holes);
