@@ -127,7 +127,9 @@ export class HealthSim {
     // Windows are generated in order up to a little past `atMs`.
     let last = windows.length > 0 ? windows[windows.length - 1]![1] : 0;
     while (last <= atMs + p.stallMs[1]) {
-      const start = last + this.rng.exp(p.everyMs);
+      // At least one longest stall apart: a stall is one slow spell, not back-to-back ones that
+      // add up to a process that is gone (which is what a crash models).
+      const start = last + p.stallMs[1] + this.rng.exp(p.everyMs);
       const end = start + this.rng.range(p.stallMs[0], p.stallMs[1]);
       windows.push([start, end]);
       last = end;
@@ -227,11 +229,12 @@ export class HealthSim {
     const row = table.snapshot().find((s) => s.region === target)!;
     const stall = this.options.stalls.everyMs > 0 ? this.options.stalls.stallMs[1] : 0;
     const base = 2 * Math.max(this.oneWayMs(edge, target), 0.5);
-    // fall probes one interval apart, the last of them waiting out its deadline, plus a stall.
+    // Up to an interval to the next probe, `fall` probes one interval apart, the last of them
+    // waiting out its deadline, and a stall of the edge on either side.
     const detectionMs =
-      this.o.fall * this.o.intervalMs +
+      (this.o.fall + 1) * this.o.intervalMs +
       Math.max(row.probeTimeoutMs, rtoMs(base, base / 2, this.o)) +
-      stall +
+      2 * stall +
       50;
     this.checker.sample(this.time.nowMs, {
       edge,
