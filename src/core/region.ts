@@ -75,6 +75,8 @@ export interface RegionCoreOptions {
    * not issue sequence numbers its peers already hold. Absent: the disk is trusted (simulator, tests).
    */
   recoverOwnOriginFrom?: readonly RegionId[];
+  /** How long a local write waits for that before 503 (default 5000: a start under load). */
+  recoverOwnOriginWaitMs?: number;
   bugs?: PlantedBugs;
   onEvent?: (e: RegionEvent) => void;
 }
@@ -432,7 +434,15 @@ export class RegionCore {
   readonly region: RegionId;
   readonly hlc: HybridClock;
   private readonly opts: Required<
-    Omit<RegionCoreOptions, 'bugs' | 'onEvent' | 'beforeBatch' | 'storedValueLimits' | 'recoverOwnOriginFrom'>
+    Omit<
+      RegionCoreOptions,
+      | 'bugs'
+      | 'onEvent'
+      | 'beforeBatch'
+      | 'storedValueLimits'
+      | 'recoverOwnOriginFrom'
+      | 'recoverOwnOriginWaitMs'
+    >
   > &
     Pick<RegionCoreOptions, 'onEvent' | 'beforeBatch'>;
   private readonly bugs: PlantedBugs;
@@ -460,6 +470,7 @@ export class RegionCore {
   private ownOriginReady = true;
   /** Local writes that arrived while ownOriginReady was false, waiting (bounded) for it. */
   private readonly ownOriginWaiters = new Set<() => void>();
+  private readonly ownOriginWaitMs: number;
   private quarantinedCount = 0;
 
   private constructor(options: RegionCoreOptions) {
@@ -478,6 +489,7 @@ export class RegionCore {
     for (const c of options.collections) this.collections.set(c.name, c);
     this.hlc = new HybridClock(options.clock, { maxOffsetMs: this.opts.maxOffsetMs });
     this.limits = { ...DEFAULT_STORED_VALUE_LIMITS, ...options.storedValueLimits };
+    this.ownOriginWaitMs = options.recoverOwnOriginWaitMs ?? 5000;
     const peers = options.recoverOwnOriginFrom?.filter((r) => r !== this.region) ?? [];
     if (peers.length > 0) {
       this.ownOriginUnheard = new Set(peers);
@@ -1390,7 +1402,8 @@ export class RegionCore {
 
   /**
    * Holds a local write until the peers' views are in (milliseconds after a start, when the peers
-   * are up), at most maxWaitMs: a write that arrives just after start-up is not refused for it.
+   * are up), at most recoverOwnOriginWaitMs: a write that arrives just after start-up is not
+   * refused for it.
    */
   private waitOwnOrigin(): Promise<void> {
     return new Promise<void>((resolve) => {
@@ -1401,7 +1414,7 @@ export class RegionCore {
         resolve();
       };
       this.ownOriginWaiters.add(done);
-      timer = this.opts.timers.setTimeout(done, this.opts.maxWaitMs);
+      timer = this.opts.timers.setTimeout(done, this.ownOriginWaitMs);
     });
   }
 
