@@ -198,6 +198,24 @@ enum Phase {
   TrailerLf = 9,
 }
 
+/** Where in a chunk extension the parser is. */
+enum Ext {
+  Name = 0,
+  ValueStart = 1,
+  Token = 2,
+  Quoted = 3,
+  Escape = 4,
+  /** After a quoted value's closing quote. */
+  Done = 5,
+}
+
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+  TCHAR[c.charCodeAt(0)] = 1;
+function isTchar(b: number): boolean {
+  return TCHAR[b] === 1;
+}
+
 /**
  * One connection's parser: `feed` consumes bytes up to the end of the current request; a complete
  * request is then in `take()`. Throws Http1Error on anything it refuses.
@@ -223,6 +241,8 @@ export class RequestParser {
   private chunkDigits = 0;
   private trailerBytes = 0;
   private trailerLine = '';
+  private ext = Ext.Name;
+  private extNameBytes = 0;
   private done: { head: ParsedHead; body: Buffer | undefined } | undefined;
 
   constructor(
@@ -361,19 +381,29 @@ export class RequestParser {
       case Phase.ChunkExt: {
         if (b === CR) {
           if (this.chunkDigits === 0) throw new Http1Error(400, 'malformed chunk size');
+          // A line may end after a name, a token value or a closing quote, not inside one.
+          if (
+            this.phase === Phase.ChunkExt &&
+            !(
+              (this.ext === Ext.Name && this.extNameBytes > 0) ||
+              this.ext === Ext.Token ||
+              this.ext === Ext.Done
+            )
+          )
+            throw new Http1Error(400, 'malformed chunk extension');
           this.phase = Phase.ChunkSizeLf;
           return;
         }
         if (++this.lineBytes > limits.maxChunkLineBytes)
           throw new Http1Error(400, `chunk-size line over ${limits.maxChunkLineBytes} bytes`);
         if (this.phase === Phase.ChunkExt) {
-          if (b === LF) throw new Http1Error(400, 'bare LF after a chunk size');
-          if ((b < 0x20 && b !== 0x09) || b === 0x7f)
-            throw new Http1Error(400, 'invalid character in a chunk extension');
+          this.extByte(b);
           return;
         }
         if (b === 0x3b && this.chunkDigits > 0) {
           this.phase = Phase.ChunkExt;
+          this.ext = Ext.Name;
+          this.extNameBytes = 0;
           return;
         }
         const v = hexValue(b);
@@ -431,6 +461,48 @@ export class RequestParser {
         this.phase = Phase.Trailer;
         return;
       }
+    }
+  }
+
+  /**
+   * One byte of `;name[=value]` after a chunk size (RFC 9112 7.1.1), without optional whitespace:
+   * names are tokens, values tokens or quoted strings. Extensions are dropped, but only valid ones
+   * are let through: llhttp refuses the others, and so must anything in front of it.
+   */
+  private extByte(b: number): void {
+    const bad = (): never => {
+      throw new Http1Error(400, 'malformed chunk extension');
+    };
+    switch (this.ext) {
+      case Ext.Name:
+        if (b === 0x3d && this.extNameBytes > 0) this.ext = Ext.ValueStart;
+        else if (b === 0x3b && this.extNameBytes > 0) this.extNameBytes = 0;
+        else if (isTchar(b)) this.extNameBytes++;
+        else bad();
+        return;
+      case Ext.ValueStart:
+        if (b === 0x22) this.ext = Ext.Quoted;
+        else if (isTchar(b)) this.ext = Ext.Token;
+        else bad();
+        return;
+      case Ext.Token:
+      case Ext.Done:
+        if (b === 0x3b) {
+          this.ext = Ext.Name;
+          this.extNameBytes = 0;
+        } else if (this.ext === Ext.Token && isTchar(b)) return;
+        else bad();
+        return;
+      case Ext.Quoted:
+        if (b === 0x22) this.ext = Ext.Done;
+        else if (b === 0x5c) this.ext = Ext.Escape;
+        else if (b === 0x09 || (b >= 0x20 && b < 0x7f)) return;
+        else bad();
+        return;
+      case Ext.Escape:
+        if (b === 0x09 || (b >= 0x20 && b < 0x7f)) this.ext = Ext.Quoted;
+        else bad();
+        return;
     }
   }
 
