@@ -59,7 +59,7 @@ const healthCases: {
     bug: 'staticTimeout',
     catches: 'health-false-ejection',
     options: {
-      seed: 3,
+      seed: 7,
       faults: 'light',
       regions: ['sa-east-1', 'ap-southeast-1', 'us-east-1'],
       durationMs: 10_000,

@@ -148,9 +148,13 @@ export class HealthSim {
   private probeLoop(edge: RegionId, target: RegionId, delayMs: number): void {
     this.time.after(delayMs, () => {
       if (!this.running) return;
+      // A stalled edge fires its interval timer late, and (as node's setInterval does) counts the
+      // next interval from then: probes do not bunch up after a stall.
       const sentAt = this.runsAt(edge, this.time.nowMs);
-      this.time.at(sentAt, () => this.probe(edge, target, false));
-      this.probeLoop(edge, target, this.o.intervalMs);
+      this.time.at(sentAt, () => {
+        this.probe(edge, target, false);
+        this.probeLoop(edge, target, this.o.intervalMs);
+      });
     });
   }
 

@@ -1,34 +1,45 @@
 /**
- * `meridian experiment failover|replication|consistency`: runs one lab experiment (against the
+ * `meridian experiment failover|replication|consistency|health`: runs one lab experiment (against the
  * running lab, or a fresh one it starts), prints its table and writes reports/<name>.svg and .json.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { loadConfig } from '../../adapters/config.js';
 import { consistency } from '../../lab/experiments/consistency.js';
 import { failover } from '../../lab/experiments/failover.js';
+import { health } from '../../lab/experiments/health.js';
 import { experimentAgent } from '../../lab/experiments/http.js';
 import { replication } from '../../lab/experiments/replication.js';
 import { openLab } from '../../lab/experiments/target.js';
+import { labPaths } from '../../lab/lab-config.js';
 import { parseRegionList } from '../../lab/plan.js';
 
-const USAGE = `usage: meridian experiment <failover|replication|consistency> [options]
+/** The issue 18 lab: ten regions, the farthest pairs 330 ms apart. */
+const HEALTH_REGIONS =
+  'us-east-1,us-west-1,us-west-2,eu-west-1,eu-central-1,ap-northeast-1,ap-northeast-2,ap-southeast-1,ap-southeast-2,sa-east-1';
+
+const USAGE = `usage: meridian experiment <failover|replication|consistency|health> [options]
   failover     [--victim REGION] [--how outage|crash] [--warmup S] [--after S]
                lose a region under load: RTO, client errors, RPO async vs sync
                (outage: its WAN links go dark as its node dies; crash: only the process dies)
   replication  [--seconds S]                                lag per link against the RTT/2 floor
   consistency  [--trials N]                                 read-your-writes with tokens, sticky cookies, neither
+  health       [--seconds S] [--traffic] [--kill REGION] [--after S]
+               ejections of live regions per edge and GeoDNS withdrawals over S s (default 600),
+               then optionally a region's node killed: detection and recovery at every edge and
+               GeoDNS (default regions: the ten of issue 18)
 common: [--regions a,b,c] (when no lab is running, the one to start) [--dir .meridian] [--out reports]
 `;
 
 /** @example await run(['replication', '--seconds', '10']) */
 export async function run(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || !['failover', 'replication', 'consistency'].includes(name)) {
+  if (!name || !['failover', 'replication', 'consistency', 'health'].includes(name)) {
     process.stderr.write(USAGE);
     return name === '--help' || name === '-h' ? 0 : 2;
   }
-  let values: Record<string, string | undefined>;
+  let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
       args: rest,
@@ -39,6 +50,8 @@ export async function run(argv: string[]): Promise<number> {
         after: { type: 'string' },
         seconds: { type: 'string' },
         trials: { type: 'string' },
+        traffic: { type: 'boolean' },
+        kill: { type: 'string' },
         regions: { type: 'string' },
         dir: { type: 'string' },
         out: { type: 'string' },
@@ -48,13 +61,15 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`meridian experiment: ${(e as Error).message}\n${USAGE}`);
     return 2;
   }
-  const num = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
+  const num = (v: string | boolean | undefined, d: number) => (typeof v === 'string' ? Number(v) : d);
+  const str = (v: string | boolean | undefined) => (typeof v === 'string' ? v : undefined);
   const log = (s: string) => process.stdout.write(`${s}\n`);
-  const dir = resolve(values.dir ?? process.env.MERIDIAN_LAB_DIR ?? '.meridian');
-  const out = resolve(values.out ?? 'reports');
+  const dir = resolve(str(values.dir) ?? process.env.MERIDIAN_LAB_DIR ?? '.meridian');
+  const out = resolve(str(values.out) ?? 'reports');
   let target: Awaited<ReturnType<typeof openLab>>;
   try {
-    target = await openLab(dir, parseRegionList(values.regions), log);
+    const regions = str(values.regions) ?? (name === 'health' ? HEALTH_REGIONS : undefined);
+    target = await openLab(dir, parseRegionList(regions), log);
   } catch (e) {
     process.stderr.write(`meridian experiment: ${(e as Error).message}\n`);
     return 1;
@@ -64,7 +79,7 @@ export async function run(argv: string[]): Promise<number> {
     let result: { table: string; svg: string };
     if (name === 'failover') {
       result = await failover(target, {
-        victim: values.victim,
+        victim: str(values.victim),
         how: values.how === 'crash' ? 'crash' : 'outage',
         warmupS: num(values.warmup, 3),
         afterS: num(values.after, 10),
@@ -72,6 +87,15 @@ export async function run(argv: string[]): Promise<number> {
       });
     } else if (name === 'replication') {
       result = await replication(target, { seconds: num(values.seconds, 20), log });
+    } else if (name === 'health') {
+      result = await health(target, {
+        cfg: loadConfig(labPaths(dir).config),
+        durationS: num(values.seconds, 600),
+        traffic: values.traffic === true,
+        kill: str(values.kill),
+        afterS: num(values.after, 10),
+        log,
+      });
     } else {
       result = await consistency(target, { trials: num(values.trials, 40), log });
     }
