@@ -77,8 +77,8 @@ class Record {
 let nextClient = 0;
 /** A loopback address of its own for each exchange (Linux routes all of 127.0.0.0/8 to lo). */
 function clientAddress(): string {
-  const n = nextClient++ % 65_000;
-  return `127.42.${(n >> 8) & 255}.${(n & 255) + 1 > 254 ? 254 : (n & 255) + 1}`;
+  const n = nextClient++ % (254 * 256);
+  return `127.42.${Math.floor(n / 254)}.${(n % 254) + 1}`;
 }
 
 function originForm(url: string): string {
