@@ -205,6 +205,37 @@ describe('H1Pool', () => {
     }
   });
 
+  it('gives a request its own answer budget: a read asked to wait outlives the pool timeout', async () => {
+    up.script = () => 'hang';
+    const quick = new H1Pool(up.origin, { ...OPTS, headersTimeoutMs: 100 });
+    try {
+      const seen = up.heads.length;
+      const plain = quick.request(get('/plain'));
+      const waiting = new Promise<UpstreamAnswer>((resolve, reject) =>
+        quick.sendRaw(
+          'GET',
+          '/waits',
+          '',
+          undefined,
+          false,
+          {
+            onUpstream: (err, answer) => (err ? reject(err) : resolve(answer!)),
+          },
+          60_000,
+        ),
+      );
+      await until('both requests at the server', () => up.heads.length >= seen + 2);
+      // The plain request times out at the pool's budget; only then does the region answer.
+      await assert.rejects(plain, (e: Error & { code?: string }) => e.code === 'UPSTREAM_HEADERS_TIMEOUT');
+      for (const sock of up.sockets) sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok', 'latin1');
+      const a = await waiting;
+      assert.equal(a.status, 200);
+      assert.equal(a.body.toString(), 'ok');
+    } finally {
+      await quick.destroy();
+    }
+  });
+
   it('reports a refused connection with its code', async () => {
     const closed = createServer();
     await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));

@@ -350,6 +350,33 @@ describe('createHttp1Server limits (issue 10 rows 5 and 8)', () => {
     }
   });
 
+  it('closes connections beyond the total cap at once', async () => {
+    const srv = await serve({ maxConnections: 2, maxConnectionsPerClient: 100, headTimeoutMs: 10_000 });
+    const open: Socket[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const s = connect(srv.port, '127.0.0.1');
+        await new Promise((r) => s.once('connect', r));
+        open.push(s);
+      }
+      // From another address, so the per-client cap is not what closes it.
+      const third = await new Promise<string>((resolve) => {
+        const s = connect({ port: srv.port, host: '127.0.0.1', localAddress: '127.0.0.2' });
+        let out = '';
+        s.on('data', (d) => {
+          out += d.toString('latin1');
+        });
+        s.on('error', () => resolve(out));
+        s.on('close', () => resolve(out));
+        s.write('GET /3 HTTP/1.1\r\nHost: x\r\n\r\n');
+      });
+      assert.equal(third, '');
+    } finally {
+      for (const s of open) s.destroy();
+      await srv.close();
+    }
+  });
+
   it('closes connections from one client address beyond its cap at once, and serves the others', async () => {
     const srv = await serve({ maxConnectionsPerClient: 3, headTimeoutMs: 10_000 });
     const open: Socket[] = [];
