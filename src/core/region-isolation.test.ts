@@ -139,6 +139,36 @@ describe('RegionCore batch isolation', () => {
   });
 });
 
+describe('RegionCore commit failures', () => {
+  it('a batch whose commit fails reaches no stream listener, and its sequences are issued again', async () => {
+    let failNext = true;
+    class FlakyStore extends MemoryStore {
+      override async commit(batch: CommitBatch): Promise<void> {
+        if (failNext) {
+          failNext = false;
+          throw new Error('disk full');
+        }
+        await super.commit(batch);
+      }
+    }
+    const us = await RegionCore.open({
+      region: US,
+      regions,
+      collections,
+      store: new FlakyStore(),
+      clock,
+      timers: new ManualTimers(),
+    });
+    const heard: number[] = [];
+    us.subscribe((changes) => heard.push(...changes.map((c) => c.seq)));
+    await assert.rejects(us.put('settings', 'lost', 1), /disk full/);
+    assert.deepEqual(heard, [], 'peers never hear of a change that was not committed');
+    const w = await us.put('settings', 'kept', 2);
+    assert.equal(w.version[US], 1, 'the failed batch used no sequence number');
+    assert.deepEqual(heard, [1]);
+  });
+});
+
 describe('RegionCore quarantine', () => {
   it('keeps aside what a peer cannot apply, reports it, and applies the rest past it', async () => {
     const events: RegionEvent[] = [];
