@@ -102,6 +102,23 @@ export async function health(t: LabTarget, o: HealthOptions): Promise<HealthResu
   if (o.traffic && t.own)
     o.log('note: a lab started by the experiment has no traffic generator; start one with `meridian up`');
 
+  // A lab that just started may still hold regions down from before they listened: the count
+  // starts once every edge sees every region up (or after a minute, saying so).
+  const settleUntil = Date.now() + 60_000;
+  for (;;) {
+    const views = await Promise.all(edges.map((e) => edgeStatus(e.url)));
+    const down = views.flatMap((v, i) =>
+      (v ?? [{ region: '?', status: 'down' as const }])
+        .filter((r) => r.status === 'down')
+        .map((r) => `${edges[i]!.id}>${r.region}`),
+    );
+    if (down.length === 0) break;
+    if (Date.now() > settleUntil) {
+      o.log(`warning: still held down before the count starts: ${down.join(' ')}`);
+      break;
+    }
+    await sleep(500);
+  }
   const before = new Map(
     await Promise.all(edges.map(async (e) => [e.id, await ejectionCounts(e.url)] as const)),
   );
@@ -150,9 +167,14 @@ export async function health(t: LabTarget, o: HealthOptions): Promise<HealthResu
     o.log(`killing ${victim}'s node`);
     const detectionMs: Record<string, number | undefined> = {};
     const recoveryMs: Record<string, number | undefined> = {};
-    const watch = async (want: 'up' | 'down', since: number, into: Record<string, number | undefined>) => {
+    const watch = async (
+      want: 'up' | 'down',
+      since: number,
+      into: Record<string, number | undefined>,
+      dnsSeen: () => number | undefined,
+    ) => {
       const deadline = since + o.afterS * 1000;
-      while (Date.now() < deadline && ids.some((e) => into[e] === undefined)) {
+      while (Date.now() < deadline && (ids.some((e) => into[e] === undefined) || (dnsSeen() ?? 0) < since)) {
         const views = await Promise.all(
           edges.map((e) => (into[e.id] === undefined ? edgeStatus(e.url) : undefined)),
         );
@@ -165,14 +187,27 @@ export async function health(t: LabTarget, o: HealthOptions): Promise<HealthResu
     };
     const killedAt = Date.now();
     await t.chaos({ action: 'kill', region: victim });
-    await watch('down', killedAt, detectionMs);
+    await watch('down', killedAt, detectionMs, () => dnsDown.get(victim));
     const dnsSeen = dnsDown.get(victim);
     const dnsDetectionMs = dnsSeen !== undefined && dnsSeen >= killedAt ? dnsSeen - killedAt : undefined;
     o.log(`restarting ${victim}`);
-    const restartAt = Date.now();
     await t.chaos({ action: 'restart', region: victim });
-    await watch('up', restartAt, recoveryMs);
-    await sleep(Math.min(3000, o.afterS * 1000));
+    // From the moment the restarted node answers: how long a process takes to start on a loaded
+    // machine is not what is measured.
+    const nodeUrl = t.plan.regions.find((r) => r.id === victim)?.nodeUrl;
+    const listenBy = Date.now() + 60_000;
+    while (nodeUrl && Date.now() < listenBy) {
+      const ok = await request(`${nodeUrl}/healthz`, { headersTimeout: 1000, bodyTimeout: 1000 })
+        .then(async (r) => {
+          await r.body.dump();
+          return r.statusCode === 200;
+        })
+        .catch(() => false);
+      if (ok) break;
+      await sleep(50);
+    }
+    const restartAt = Date.now();
+    await watch('up', restartAt, recoveryMs, () => dnsUp.get(victim));
     const dnsBack = dnsUp.get(victim);
     kill = {
       region: victim,
