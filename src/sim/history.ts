@@ -4,7 +4,7 @@
  */
 import type { Change } from '../core/change.js';
 import type { DocState } from '../core/crdt.js';
-import type { DocRecord } from '../core/store.js';
+import type { DocRecord, KvRecord } from '../core/store.js';
 import type { CollectionSpec, Json, RegionId } from '../core/types.js';
 import type { VersionVector } from '../core/version.js';
 
@@ -94,6 +94,8 @@ export interface FinalRegion {
   docs: Map<string, DocRecord>;
   /** Every change still in the region's log. */
   log: () => Iterable<Change>;
+  /** Every kv record the region holds (idempotency answers and the like). */
+  kv: () => Iterable<KvRecord>;
 }
 
 export interface Violation {

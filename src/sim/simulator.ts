@@ -25,8 +25,8 @@ import {
 import { ALL_CHECKERS } from './checkers/index.js';
 import { inspectCommit, inspectMessage } from './checkers/residency.js';
 import { faultProfile, faultSchedule, initialSkews } from './faults.js';
-import { HealthSim, SIM_HEALTH, STALLS } from './health.js';
 import { computeFigures, type Figures } from './figures.js';
+import { HealthSim, SIM_HEALTH, STALLS } from './health.js';
 import type { History, LocalChange, OpRecord, TimedFault, Violation } from './history.js';
 import { Network, NO_LINK_FAULTS } from './network.js';
 import { Prng } from './random.js';
@@ -36,11 +36,15 @@ import { VirtualTime } from './time.js';
 import {
   type OpPlan,
   type Session,
+  SIM_COLLECTIONS,
   simCollections,
   syncAcksFor,
   Workload,
   workloadSpec,
 } from './workload.js';
+
+/** The kv namespace of the records the simulator stores beside resident documents (their "answers"). */
+const RESIDENT_ANSWERS_NS = 'sim.answers';
 
 export interface SimOptions {
   seed: number;
@@ -217,6 +221,21 @@ class Simulation {
     }
   }
 
+  /**
+   * A put's options: its home, and for the resident collection a kv record about the document beside
+   * it (as a stored idempotency answer is), so that the residency checker sees kv records travel.
+   */
+  private putOptions(
+    collection: string,
+    key: string,
+    value: string,
+    home: RegionId | undefined,
+  ): WriteOptions {
+    if (collection !== SIM_COLLECTIONS.resident) return home ? { homeRegion: home } : NO_OPTIONS;
+    const kv = [{ ns: RESIDENT_ANSWERS_NS, key: `${key}@${value}`, value: { collection, key, value } }];
+    return home ? { homeRegion: home, kv } : { kv };
+  }
+
   private note(line: string): void {
     if (this.notes.length < 200) this.notes.push(`${fmtMs(this.time.nowMs)} ${line}`);
   }
@@ -260,6 +279,7 @@ class Simulation {
           applied: p.core.version,
           docs: disk.docs,
           log: () => disk.allChanges(),
+          kv: () => disk.kv.values(),
         });
       }
     }
@@ -463,7 +483,12 @@ class Simulation {
       case 'put': {
         const value = `v${op.id}`;
         op.value = value;
-        p = core.put(plan.collection, plan.key, value, plan.home ? { homeRegion: plan.home } : NO_OPTIONS);
+        p = core.put(
+          plan.collection,
+          plan.key,
+          value,
+          this.putOptions(plan.collection, plan.key, value, plan.home),
+        );
         break;
       }
       case 'delete':

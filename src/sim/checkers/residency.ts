@@ -1,9 +1,11 @@
 /**
- * Residency: no document or change of a resident collection is ever stored in, or sent to, a
- * region outside its set, under any fault. Messages and commits are inspected as they happen;
- * the final stores and every answered request are checked at the end.
+ * Residency: nothing about a resident collection (a document, a change, a kv record about it such
+ * as a stored answer) is ever stored in, or sent to, a region outside its set, under any fault.
+ * Messages and commits are inspected as they happen; the final documents, logs and kv records of
+ * every region and every answered request are checked at the end.
  */
-import type { CommitBatch } from '../../core/store.js';
+import type { Change, KvEntry } from '../../core/change.js';
+import type { CommitBatch, KvRecord } from '../../core/store.js';
 import type { RegionId } from '../../core/types.js';
 import type { History, Violation } from '../history.js';
 import type { Envelope } from '../network.js';
@@ -37,6 +39,50 @@ function outsideOf(
   return allowed && !allowed.includes(region) ? allowed : undefined;
 }
 
+/**
+ * The resident collection a kv record is about, when `region` may not hold it: the one the record
+ * names, or the one its value names (the simulator's records carry their document's collection in
+ * the value, so a record that lost its `collection` is still recognised).
+ */
+function kvOutside(
+  res: Map<string, RegionId[]>,
+  r: KvRecord | KvEntry,
+  region: RegionId,
+): { collection: string; allowed: RegionId[] } | undefined {
+  const v = r.value;
+  const named = [r.collection];
+  if (typeof v === 'object' && v !== null && !Array.isArray(v) && typeof v.collection === 'string') {
+    named.push(v.collection);
+  }
+  for (const c of named) {
+    if (c === undefined) continue;
+    const allowed = outsideOf(res, c, region);
+    if (allowed) return { collection: c, allowed };
+  }
+  return undefined;
+}
+
+/** The kv entries a change carries (with its document's, or on their own). */
+function kvOf(c: Change): readonly KvEntry[] {
+  const p = c.payload;
+  return p.kind === 'doc' ? (p.kv ?? []) : p.kind === 'kv' ? p.entries : [];
+}
+
+function kvBreach(
+  h: History,
+  what: string,
+  r: KvRecord | KvEntry,
+  hit: { collection: string; allowed: RegionId[] },
+  atMs: number,
+): void {
+  breach(h, {
+    checker: 'residency',
+    message: `${what} kv record ${r.ns}/${r.key} about ${hit.collection}; it may live only in ${hit.allowed.join(', ')}`,
+    atMs,
+    collection: hit.collection,
+  });
+}
+
 /** Every message leaving a region passes here. */
 export function inspectMessage(h: History, env: Envelope, nowMs: number): void {
   const m = env.msg;
@@ -54,8 +100,16 @@ export function inspectMessage(h: History, env: Envelope, nowMs: number): void {
           key: c.payload.key,
         });
       }
+      for (const e of kvOf(c)) {
+        const hit = kvOutside(res, e, env.to);
+        if (hit) kvBreach(h, `${env.from} sent ${env.to} (${c.origin} seq ${c.seq}) the`, e, hit, nowMs);
+      }
     }
   } else if (m.type === 'snapshot') {
+    for (const r of m.snapshot.kv) {
+      const hit = kvOutside(res, r, env.to);
+      if (hit) kvBreach(h, `${env.from} sent ${env.to} a snapshot holding the`, r, hit, nowMs);
+    }
     for (const d of m.snapshot.docs) {
       const allowed = outsideOf(res, d.collection, env.to);
       if (allowed) {
@@ -87,7 +141,15 @@ export function inspectCommit(h: History, region: RegionId, batch: CommitBatch, 
       });
     }
   }
+  for (const r of batch.kv) {
+    const hit = kvOutside(res, r, region);
+    if (hit) kvBreach(h, `${region} stored the`, r, hit, nowMs);
+  }
   for (const c of batch.changes) {
+    for (const e of kvOf(c)) {
+      const hit = kvOutside(res, e, region);
+      if (hit) kvBreach(h, `${region} logged (${c.origin} seq ${c.seq}) the`, e, hit, nowMs);
+    }
     const allowed = c.payload.kind === 'doc' ? outsideOf(res, c.payload.collection, region) : undefined;
     if (allowed && c.payload.kind === 'doc') {
       breach(h, {
@@ -109,6 +171,17 @@ export const residency: Checker = {
     const res = residencies(h);
     if (res.size === 0) return out;
     for (const f of h.final) {
+      for (const r of f.kv()) {
+        const hit = kvOutside(res, r, f.region);
+        if (hit && out.length < MAX_VIOLATIONS_PER_CHECKER) {
+          out.push({
+            checker: 'residency',
+            message: `${f.region} holds kv record ${r.ns}/${r.key} about ${hit.collection} at the end; it may live only in ${hit.allowed.join(', ')}`,
+            atMs: h.endAtMs,
+            collection: hit.collection,
+          });
+        }
+      }
       for (const d of f.docs.values()) {
         const allowed = outsideOf(res, d.collection, f.region);
         if (allowed && out.length < MAX_VIOLATIONS_PER_CHECKER) {
