@@ -305,23 +305,27 @@ export class RequestParser {
     return i;
   }
 
+  /**
+   * Scans head bytes from `from`: runs of line bytes are found with native searches for CR and
+   * LF, and the limits are checked per run, so a head costs about one pass of memchr over it.
+   */
   private scanHead(buf: Buffer, from: number): number {
     const limits = this.limits;
     const start = from;
-    let i = from;
     const end = buf.length;
-    for (; i < end; i++) {
-      const b = buf[i]!;
-      if (++this.headBytes > limits.maxHeadBytes) throw new Http1Error(431, 'request head too large');
+    let i = from;
+    while (i < end) {
       if (this.sawCr) {
-        if (b !== LF) throw new Http1Error(400, 'CR not followed by LF in the request head');
+        if (++this.headBytes > limits.maxHeadBytes) throw new Http1Error(431, 'request head too large');
+        if (buf[i] !== LF) throw new Http1Error(400, 'CR not followed by LF in the request head');
         this.sawCr = false;
+        i++;
         if (this.lineBytes === 0) {
           // An empty line before the request line (RFC 9112 2.2) is skipped (completeHead drops it).
           if (this.headerLines === 0) continue;
-          this.headParts.push(buf.subarray(start, i + 1));
-          this.completeHead(buf, i + 1);
-          return i + 1;
+          this.headParts.push(buf.subarray(start, i));
+          this.completeHead(buf, i);
+          return i;
         }
         this.headerLines++;
         if (this.headerLines - 1 > limits.maxHeaderCount)
@@ -329,16 +333,26 @@ export class RequestParser {
         this.lineBytes = 0;
         continue;
       }
-      if (b === CR) {
-        this.sawCr = true;
-        continue;
-      }
+      const cr = buf.indexOf(CR, i);
+      const stop = cr < 0 ? end : cr;
       // RFC 9112 2.2 lets a server refuse a bare LF; answering beats waiting for a CRLF that never comes.
-      if (b === LF) throw new Http1Error(400, 'bare LF in the request head; lines end with CRLF');
-      if (++this.lineBytes > limits.maxHeaderLineBytes) {
+      const lf = buf.indexOf(LF, i);
+      if (lf >= 0 && lf < stop) throw new Http1Error(400, 'bare LF in the request head; lines end with CRLF');
+      const n = stop - i;
+      this.headBytes += n;
+      this.lineBytes += n;
+      if (this.lineBytes > limits.maxHeaderLineBytes) {
         if (this.headerLines === 0) throw new Http1Error(414, 'request line too long');
         throw new Http1Error(431, 'header line too long');
       }
+      if (this.headBytes > limits.maxHeadBytes) throw new Http1Error(431, 'request head too large');
+      if (cr < 0) {
+        i = end;
+        break;
+      }
+      if (++this.headBytes > limits.maxHeadBytes) throw new Http1Error(431, 'request head too large');
+      this.sawCr = true;
+      i = cr + 1;
     }
     if (i > start) this.headParts.push(buf.subarray(start, i));
     return i;
