@@ -234,25 +234,30 @@ describe('region node: input limits and low-level errors', { timeout: 180_000 },
     assert.equal(r.headers['meridian-replay'], `region=${EU}`);
   });
 
-  it('a token naming a region not in the cluster, or a change this region never issued, is 400 bad_token', async () => {
-    const w = await put('/v1/settings/tok', '1');
-    const issued = seqOf(w, US);
-    for (const [name, token] of [
-      ['unknown region', encodeToken({ 'mars-north-1': 3 })],
-      ['beyond what this region issued', encodeToken({ [US]: issued + 1_000_000 })],
-    ] as const) {
-      for (const header of ['meridian-min-version'] as const) {
-        const r = await call(us(), 'GET', '/v1/settings/tok', { headers: { [header]: token } });
-        assert.equal(r.status, 400, `${name}: ${r.text}`);
-        assert.equal(code(r), 'bad_token', name);
-        assert.equal(r.headers['meridian-replay'], undefined, name);
-      }
+  it('a token naming a region not in the cluster is 400 bad_token', async () => {
+    const unknown = encodeToken({ 'mars-north-1': 3 });
+    for (const header of ['meridian-min-version', 'meridian-version']) {
+      const r = await call(us(), 'GET', '/v1/settings/tok', { headers: { [header]: unknown } });
+      assert.equal(r.status, 400, `${header}: ${r.text}`);
+      assert.equal(code(r), 'bad_token', header);
+      assert.equal(r.headers['meridian-replay'], undefined, header);
     }
-    const unknownSent = await call(us(), 'GET', '/v1/settings/tok', {
-      headers: { 'meridian-version': encodeToken({ 'mars-north-1': 3 }) },
+  });
+
+  it('a change this region never issued: 503 with no replay hint, not a hint back to itself', async () => {
+    const w = await put('/v1/settings/tok', '1');
+    const never = encodeToken({ [US]: seqOf(w, US) + 1_000_000 });
+    const r = await call(us(), 'GET', '/v1/settings/tok', { headers: { 'meridian-min-version': never } });
+    assert.equal(r.status, 503, r.text);
+    assert.equal(code(r), 'not_caught_up');
+    assert.equal(r.headers['meridian-replay'], undefined, 'no region can serve it');
+    assert.equal((r.json as { error: { replayRegion?: string } }).error.replayRegion, undefined);
+    // Elsewhere, the hint names the origin, the only region that could have it.
+    const e = await call(c.url(EU), 'GET', '/v1/settings/tok', {
+      headers: { 'meridian-min-version': never },
     });
-    assert.equal(unknownSent.status, 400);
-    assert.equal(code(unknownSent), 'bad_token');
+    assert.equal(e.status, 503, e.text);
+    assert.equal(e.headers['meridian-replay'], `region=${US}`);
     // The origin's own tokens still work.
     const ok = await call(us(), 'GET', '/v1/settings/tok', {
       headers: { 'meridian-min-version': w.headers['meridian-version']! },

@@ -598,23 +598,29 @@ export class RegionCore {
       throw new MeridianError(
         'not_caught_up',
         `${this.region} has not applied the requested version in time`,
-        {
-          replayRegion: this.regionThatHas(want),
-          missing: missing(this.applied, want),
-        },
+        { ...this.replayTo(want), missing: missing(this.applied, want) },
       );
     }
   }
 
-  /** A region known (from its acknowledgements) to have `want`, else the origin we miss most from. */
-  private regionThatHas(want: VersionVector): RegionId {
+  /**
+   * A region known (from its acknowledgements) to have `want`, else the origin we miss most from.
+   * None when that origin is this region: a change of ours we never issued is nowhere to be had.
+   */
+  private regionThatHas(want: VersionVector): RegionId | undefined {
     for (const [peer, acked] of [...this.peerAcks.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
       if (dominates(acked, want)) return peer;
     }
     const gaps = Object.entries(missing(this.applied, want)).sort(
       (a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1),
     );
-    return gaps[0]?.[0] ?? this.region;
+    const origin = gaps[0]?.[0];
+    return origin === this.region ? undefined : origin;
+  }
+
+  private replayTo(want: VersionVector): { replayRegion?: RegionId } {
+    const region = this.regionThatHas(want);
+    return region === undefined ? {} : { replayRegion: region };
   }
 
   // ---------------------------------------------------------------- local mutations

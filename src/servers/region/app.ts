@@ -106,10 +106,7 @@ export async function buildRegionApp(
         drainReplay ? { replayRegion: drainReplay } : {},
       );
     }
-    const { sent, min } = parseVersionHeaders(req.headers, node.cfg.regions, {
-      region: node.region,
-      issued: node.core.version[node.region] ?? 0,
-    });
+    const { sent, min } = parseVersionHeaders(req.headers, node.cfg.regions);
     req.sentVersion = sent;
     req.minVersion = min;
   });
