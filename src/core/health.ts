@@ -177,7 +177,11 @@ export class HealthState {
    * only when the evidence is complete: false keeps the target up (a cap on ejections) and it is
    * asked again on the next failure.
    */
-  observe(event: HealthEvent, nowMs: number, mayEject: () => boolean = always): HealthTransition | undefined {
+  observe(
+    event: HealthEvent,
+    nowMs: number,
+    mayEject: (failure: FailureKind) => boolean = always,
+  ): HealthTransition | undefined {
     switch (event.kind) {
       case 'probe-ok':
         this.sampleRtt(event.rttMs);
@@ -208,7 +212,12 @@ export class HealthState {
         this.lastFailure = failure;
         const fall = this.bugs.staticTimeout ? 1 : this.options.fall;
         if (this.status === 'up' && this.consecutiveFailed >= fall) {
-          return this.eject(`${this.consecutiveFailed} probes failed: ${event.reason}`, nowMs, mayEject);
+          return this.eject(
+            `${this.consecutiveFailed} probes failed: ${event.reason}`,
+            failure,
+            nowMs,
+            mayEject,
+          );
         }
         return undefined;
       }
@@ -227,6 +236,7 @@ export class HealthState {
         if (this.status === 'up' && this.passiveFailed >= needed) {
           return this.eject(
             `ejected: ${this.passiveFailed} requests failed: ${event.reason}`,
+            failure,
             nowMs,
             mayEject,
           );
@@ -236,10 +246,15 @@ export class HealthState {
     }
   }
 
-  private eject(reason: string, nowMs: number, mayEject: () => boolean): HealthTransition | undefined {
-    if (!mayEject()) {
+  private eject(
+    reason: string,
+    failure: FailureKind,
+    nowMs: number,
+    mayEject: (failure: FailureKind) => boolean,
+  ): HealthTransition | undefined {
+    if (!mayEject(failure)) {
       this.held = true;
-      this.lastReason = `held up (ejection cap): ${reason}`;
+      this.lastReason = `held up (ejection cap or silence everywhere): ${reason}`;
       return undefined;
     }
     this.held = false;

@@ -245,7 +245,8 @@ export class HealthSim {
       target,
       good,
       status: row.status,
-      held: row.held,
+      // Held up by the cap, or about to be: the cap is a choice, not a miss.
+      held: row.held || (row.status === 'up' && table.atEjectionCap()),
       detectionMs,
     });
   }

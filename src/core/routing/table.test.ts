@@ -55,8 +55,8 @@ describe('RoutingTable health (issue 18)', () => {
   it('holds no more than half the regions down, however many look dead', () => {
     const t = new RoutingTable(ten, fromSaoPaulo, { fall: 2 }, 0);
     for (const r of ten) {
-      t.observe(r.id, { kind: 'probe-failed', reason: 'no answer', failure: 'timeout' }, 1);
-      t.observe(r.id, { kind: 'probe-failed', reason: 'no answer', failure: 'timeout' }, 2);
+      t.observe(r.id, { kind: 'probe-failed', reason: 'ECONNREFUSED', failure: 'refused' }, 1);
+      t.observe(r.id, { kind: 'probe-failed', reason: 'ECONNREFUSED', failure: 'refused' }, 2);
     }
     assert.equal(t.snapshot().filter((s) => s.status === 'down').length, 5);
     assert.equal(t.snapshot().filter((s) => s.held).length, 5);
@@ -65,7 +65,28 @@ describe('RoutingTable health (issue 18)', () => {
     t.observe(down, { kind: 'probe-ok', rttMs: 100 }, 3);
     t.observe(down, { kind: 'probe-ok', rttMs: 100 }, 4);
     const held = t.snapshot().find((s) => s.held)!.region;
-    assert.equal(t.observe(held, { kind: 'probe-failed', reason: 'x', failure: 'timeout' }, 5)?.to, 'down');
+    assert.equal(t.observe(held, { kind: 'probe-failed', reason: 'x', failure: 'refused' }, 5)?.to, 'down');
+  });
+
+  // Issue 18 on a loaded machine: a stalled WAN emulator silenced every path of every edge at once,
+  // and each edge ejected whichever regions reached `fall` first.
+  it('does not eject on silence while half the other regions are silent too', () => {
+    const t = new RoutingTable(ten, fromSaoPaulo, { fall: 2 }, 0);
+    const silent = { kind: 'probe-failed', reason: 'no answer', failure: 'timeout' } as const;
+    for (const r of ten.slice(0, 6)) t.observe(r.id, silent, 1);
+    for (const r of ten.slice(0, 6)) assert.equal(t.observe(r.id, silent, 2), undefined, r.id);
+    assert.ok(t.snapshot().every((s) => s.status === 'up'));
+    // The others answer again; the one still silent is ejected on its next failure.
+    for (const r of ten.slice(1, 6)) t.observe(r.id, { kind: 'probe-ok', rttMs: 100 }, 3);
+    assert.equal(t.observe(ten[0]!.id, silent, 4)?.to, 'down');
+  });
+
+  it('ejects a silent region while the others are heard', () => {
+    const t = new RoutingTable(ten, fromSaoPaulo, { fall: 2 }, 0);
+    const silent = { kind: 'probe-failed', reason: 'no answer', failure: 'timeout' } as const;
+    t.observe('eu-west-1', silent, 1);
+    t.observe('us-east-1', silent, 1);
+    assert.equal(t.observe('eu-west-1', silent, 2)?.to, 'down');
   });
 
   it('always lets one region go down, even in a two-region table', () => {

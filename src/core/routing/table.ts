@@ -5,6 +5,7 @@
  */
 import { greatCircleKm, type LatLon } from '../geo.js';
 import {
+  type FailureKind,
   type HealthBugs,
   type HealthEvent,
   type HealthOptions,
@@ -76,7 +77,25 @@ export class RoutingTable {
   private cached: RoutePlan | undefined;
   private readonly maxDown: number;
   private down = 0;
-  private readonly mayEject = (): boolean => this.down < this.maxDown;
+  /**
+   * An ejection is allowed below the cap; one on silence also needs the other paths to be heard.
+   * When half the other regions are failing probes at the same moment, the silence is this
+   * edge's or the network's it shares (a stalled WAN emulator, a saturated machine), not the
+   * region's. Refused and reset connections are that region's alone and only meet the cap.
+   */
+  private readonly mayEject = (failure: FailureKind): boolean => {
+    if (this.down >= this.maxDown) return false;
+    if (failure !== 'timeout') return true;
+    let failing = 0;
+    let others = 0;
+    for (const e of this.entries.values()) {
+      if (e.health.status !== 'up') continue;
+      others++;
+      if (e.health.consecutiveFailed > 0) failing++;
+    }
+    // Both counts include the region being judged, which is failing by definition.
+    return others <= 2 || (failing - 1) * 2 < others - 1;
+  };
   readonly ctx: PolicyContext;
 
   constructor(
@@ -123,6 +142,11 @@ export class RoutingTable {
 
   isUp(region: RegionId): boolean {
     return this.entries.get(region)?.view.status === 'up';
+  }
+
+  /** Whether as many regions are down as the cap allows (any further ejection is held). */
+  atEjectionCap(): boolean {
+    return this.down >= this.maxDown;
   }
 
   /** The deadline of the next probe to `region`: its path's RTO. */

@@ -36,6 +36,8 @@ interface PairState {
   sinceMs: number;
   status: HealthStatus;
   reported: boolean;
+  /** Last sample at which the cap held the target up: the detection bound counts from there. */
+  heldAtMs: number;
 }
 
 export interface HealthCounts {
@@ -63,7 +65,13 @@ export class HealthChecker {
     const key = `${s.edge}>${s.target}`;
     let p = this.pairs.get(key);
     if (!p) {
-      p = { good: s.good, sinceMs: nowMs, status: s.status, reported: false };
+      p = {
+        good: s.good,
+        sinceMs: nowMs,
+        status: s.status,
+        reported: false,
+        heldAtMs: Number.NEGATIVE_INFINITY,
+      };
       this.pairs.set(key, p);
     }
     if (p.good !== s.good) {
@@ -71,6 +79,7 @@ export class HealthChecker {
       p.sinceMs = nowMs;
       p.reported = false;
     }
+    if (s.held) p.heldAtMs = nowMs;
     const ejected = p.status === 'up' && s.status === 'down';
     if (ejected) this.counts.ejections++;
     if (ejected && s.good && nowMs - p.sinceMs > this.bounds.staleEvidenceMs) {
@@ -88,7 +97,13 @@ export class HealthChecker {
         nowMs,
         `${s.edge} still holds ${s.target} down ${nowMs - p.sinceMs} ms after it came back`,
       );
-    } else if (!s.good && s.status === 'up' && !s.held && !p.reported && nowMs - p.sinceMs > s.detectionMs) {
+    } else if (
+      !s.good &&
+      s.status === 'up' &&
+      !s.held &&
+      !p.reported &&
+      nowMs - Math.max(p.sinceMs, p.heldAtMs) > s.detectionMs
+    ) {
       p.reported = true;
       this.counts.missedEjections++;
       this.report(
