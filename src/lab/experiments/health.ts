@@ -119,6 +119,7 @@ export async function health(t: LabTarget, o: HealthOptions): Promise<HealthResu
     }
     await sleep(500);
   }
+  const dnsWithdrawalsBefore = dnsWithdrawals;
   const before = new Map(
     await Promise.all(edges.map(async (e) => [e.id, await ejectionCounts(e.url)] as const)),
   );
@@ -136,7 +137,7 @@ export async function health(t: LabTarget, o: HealthOptions): Promise<HealthResu
       );
       const s = Math.round((Date.now() - startMs) / 1000);
       o.log(
-        `  ${s}s/${o.durationS}s: held down now: ${down.length === 0 ? 'none' : down.join(' ')}; GeoDNS withdrawals so far: ${dnsWithdrawals}`,
+        `  ${s}s/${o.durationS}s: held down now: ${down.length === 0 ? 'none' : down.join(' ')}; GeoDNS withdrawals so far: ${dnsWithdrawals - dnsWithdrawalsBefore}`,
       );
     }
   }
@@ -153,7 +154,7 @@ export async function health(t: LabTarget, o: HealthOptions): Promise<HealthResu
       falseEjectionsTotal += n;
     }
   }
-  const quietDnsWithdrawals = dnsWithdrawals;
+  const quietDnsWithdrawals = dnsWithdrawals - dnsWithdrawalsBefore;
   const deadlinesMs: Record<string, Record<string, number>> = {};
   for (const [i, v] of (await Promise.all(edges.map((e) => edgeStatus(e.url)))).entries()) {
     deadlinesMs[ids[i]!] = Object.fromEntries(
