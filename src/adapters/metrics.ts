@@ -4,6 +4,7 @@
  * Each node has its own registry, so several nodes can live in one process (tests, benchmarks).
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry, Summary } from 'prom-client';
+import type { PeerOffset } from '../core/clock-offset.js';
 import type { RegionStats } from '../core/region.js';
 import type { RegionId } from '../core/types.js';
 
@@ -55,6 +56,8 @@ export class RegionMetrics {
   readonly quarantined: Counter<'origin'>;
   private stats: (() => RegionStats) | undefined;
   private replication: ReplicationView | undefined;
+  private clockOffsets: (() => PeerOffset[]) | undefined;
+  private clockRefusing: (() => boolean) | undefined;
 
   constructor(options: RegionMetricsOptions) {
     const registers = [this.registry];
@@ -182,6 +185,24 @@ export class RegionMetrics {
       },
     });
     new Gauge({
+      name: 'meridian_clock_offset_seconds',
+      help: "Each reachable peer's clock minus ours, estimated from its replication stream (positive: it is ahead)",
+      labelNames: ['peer'],
+      registers,
+      collect() {
+        this.reset();
+        for (const o of self.clockOffsets?.() ?? []) this.set({ peer: o.peer }, o.offsetMs / 1000);
+      },
+    });
+    new Gauge({
+      name: 'meridian_clock_refusing_writes',
+      help: '1 while this region refuses writes because its clock is beyond maxOffsetMs from a majority of its peers',
+      registers,
+      collect() {
+        this.set(self.clockRefusing?.() ? 1 : 0);
+      },
+    });
+    new Gauge({
       name: 'meridian_local_writes',
       help: 'Local mutations committed since this process started',
       registers,
@@ -203,6 +224,12 @@ export class RegionMetrics {
   bind(stats: () => RegionStats, replication: ReplicationView): void {
     this.stats = stats;
     this.replication = replication;
+  }
+
+  /** Connects the clock gauges to the core's clock-offset estimates and verdict. */
+  bindClock(offsets: () => PeerOffset[], refusing: () => boolean): void {
+    this.clockOffsets = offsets;
+    this.clockRefusing = refusing;
   }
 
   /** The Prometheus text exposition. */

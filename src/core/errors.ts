@@ -25,7 +25,7 @@ export const errorStatus = {
   not_caught_up: 503,
   unavailable: 503,
   sync_timeout: 504,
-  clock_skew: 409,
+  clock_skew: 503,
   insufficient_funds: 409,
 } as const;
 

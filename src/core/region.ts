@@ -6,6 +6,7 @@
  */
 import type { Change, ChangePayload, KvEntry } from './change.js';
 import { withheld } from './change.js';
+import { ClockOffsets, type ClockVerdict, nextClockVerdict, type PeerOffset } from './clock-offset.js';
 import { holders, requiredAcks, requireOperation, validateKey } from './collection.js';
 import {
   type CounterState,
@@ -53,8 +54,20 @@ export interface RegionCoreOptions {
   store: RegionStore;
   clock: Clock;
   timers: Timers;
-  /** Remote HLCs further ahead than this are refused by the clock (default 500). */
+  /**
+   * Remote HLCs further ahead than this do not move our clock; and a region whose own clock is
+   * further than this from a majority of its peers refuses writes (default 500).
+   */
   maxOffsetMs?: number;
+  /** A peer's clock readings older than this no longer count (default 5000; the node: 3 heartbeats). */
+  peerClockStaleAfterMs?: number;
+  /**
+   * Local writes wait, after opening, until every peer's clock has been read once or the peer was
+   * found unreachable (`notePeerUnreachable`): at most `maxWaitMs` after the first such news, or
+   * `peerClockStaleAfterMs` after opening if none comes. A node restarted with a skewed clock must
+   * not issue timestamps before it can tell. Absent: no wait (simulator, tests of the core).
+   */
+  awaitPeerClocks?: boolean;
   /** How long a sync write waits for acknowledgements before 504 (default 2000). */
   syncTimeoutMs?: number;
   /** Default bound on a read's wait for Meridian-Min-Version (default 1000). */
@@ -103,6 +116,8 @@ export type RegionEvent =
   | { type: 'applied'; from: RegionId; origin: RegionId; count: number; lagMs: number }
   | { type: 'conflict'; collection: string; key: string }
   | { type: 'clock-skew'; from: RegionId; message: string }
+  /** This region's clock went beyond `maxOffsetMs` from a majority of its peers (or came back). */
+  | { type: 'clock-unsafe'; refusing: boolean; aheadMs: number; peers: RegionId[] }
   | { type: 'sync-timeout'; collection: string; key: string; seq: number }
   | { type: 'snapshot-applied'; from: RegionId; docs: number }
   /**
@@ -162,6 +177,8 @@ export interface RegionStats {
 
 /** The options of a call that passes none: one shared object (options are only read). */
 const NO_OPTIONS: Readonly<ReadOptions & WriteOptions & { ack?: boolean }> = Object.freeze({});
+/** How often the clock rule is re-derived without a new reading (peers' readings go stale). */
+const CLOCK_RECHECK_MS = 250;
 /** The previous HLC of a register's first write. */
 const HLC_ZERO_ENCODED = encodeHlc(HLC_ZERO);
 
@@ -461,6 +478,17 @@ export class RegionCore {
   private counts = { localWrites: 0, remoteApplied: 0, conflicts: 0, syncTimeouts: 0 };
   /** Where `stage` reads whether a merge resolved a conflict (one object per core, not per merge). */
   private readonly mergeOut = { conflict: false };
+  private readonly clockOffsets: ClockOffsets;
+  /** Whether writes are refused because our clock is beyond `maxOffsetMs` from our peers. */
+  private clockRefusing = false;
+  /** The clock verdict, re-derived when a reading arrives or after CLOCK_RECHECK_MS (peers going stale). */
+  private clockVerdictNow: ClockVerdict = { state: 'ok' };
+  private clockCheckedAtMs = Number.NEGATIVE_INFINITY;
+  /** Peers whose clock has not been read yet since opening (undefined: not waiting for any). */
+  private clockUnheard: Set<RegionId> | undefined;
+  private clockWaitUntilMs = 0;
+  private readonly clockWaiters = new Set<() => void>();
+  private clockGateTimer: TimerHandle | undefined;
   private readonly limits: StoredValueLimits;
   /** Peers whose view of our own origin is still unknown; local writes wait for them (see open). */
   private ownOriginUnheard: Set<RegionId> | undefined;
@@ -476,6 +504,8 @@ export class RegionCore {
   private constructor(options: RegionCoreOptions) {
     this.opts = {
       maxOffsetMs: 500,
+      peerClockStaleAfterMs: 5000,
+      awaitPeerClocks: false,
       syncTimeoutMs: 2000,
       maxWaitMs: 1000,
       maxBatch: 256,
@@ -488,6 +518,15 @@ export class RegionCore {
       throw new Error(`region ${this.region} is not in the region list`);
     for (const c of options.collections) this.collections.set(c.name, c);
     this.hlc = new HybridClock(options.clock, { maxOffsetMs: this.opts.maxOffsetMs });
+    this.clockOffsets = new ClockOffsets(options.clock, {
+      maxOffsetMs: this.opts.maxOffsetMs,
+      staleAfterMs: this.opts.peerClockStaleAfterMs,
+    });
+    const clockPeers = this.regionIds.filter((r) => r !== this.region);
+    if (options.awaitPeerClocks && clockPeers.length > 0) {
+      this.clockUnheard = new Set(clockPeers);
+      this.clockWaitUntilMs = options.clock.nowMs() + this.opts.peerClockStaleAfterMs;
+    }
     this.limits = { ...DEFAULT_STORED_VALUE_LIMITS, ...options.storedValueLimits };
     this.ownOriginWaitMs = options.recoverOwnOriginWaitMs ?? 5000;
     const peers = options.recoverOwnOriginFrom?.filter((r) => r !== this.region) ?? [];
@@ -758,12 +797,15 @@ export class RegionCore {
     /** Reads the document with `tx.cached` (loaded before it is called). */
     makeDelta: (tx: BatchTx, seq: number, hlc: string) => DocState,
   ): Promise<DocView> {
+    if (this.clockUnheard) await this.waitPeerClocks();
     if (!this.ownOriginReady) await this.waitOwnOrigin();
     // Set when the mutation runs (no result object per write to carry it out).
     let seq = 0;
     const view = await this.enqueue((tx) => {
       seq = tx.seqOf(this.region) + 1;
       this.checkOwnSeq(seq);
+      // Checked where the timestamp is taken (after start-up waits), with the latest readings.
+      this.refuseIfClockUnsafe(spec);
       const hlc = encodeHlc(this.hlc.now());
       // Synchronous when the store reads synchronously and there is no kvAfter: no promise per write.
       if (tx.loadNow(spec.name, key)) return this.writeInTx(tx, spec, key, options, makeDelta, seq, hlc);
@@ -827,7 +869,9 @@ export class RegionCore {
    * abort, and nothing is written when it returns none).
    */
   async writeKv(entries: KvEntry[] | ((read: KvRead) => Promise<KvEntry[]>)): Promise<VersionVector> {
+    if (this.clockUnheard) await this.waitPeerClocks();
     if (!this.ownOriginReady) await this.waitOwnOrigin();
+    this.refuseIfClockUnsafe(undefined);
     return this.enqueue(async (tx) => {
       const list =
         typeof entries === 'function' ? await entries((ns, k) => this.readInTx(tx, ns, k)) : entries;
@@ -1516,6 +1560,126 @@ export class RegionCore {
       this.truncated = mergeVersions(this.truncated, upTo);
     }
     return this.truncated;
+  }
+
+  // ---------------------------------------------------------------- clock safety
+
+  /** This region's physical clock, for the replication stream to carry to peers. */
+  wallClockMs(): number {
+    return this.opts.clock.nowMs();
+  }
+
+  /** A peer's physical clock reading, carried by what it sent us just now (clock-offset.ts). */
+  observePeerClock(peer: RegionId, peerWallMs: number): void {
+    if (peer === this.region || !this.regionIds.includes(peer)) return;
+    this.clockOffsets.observe(peer, peerWallMs);
+    this.clockCheckedAtMs = Number.NEGATIVE_INFINITY;
+    this.clockVerdict();
+    this.heardOfPeerClock(peer);
+  }
+
+  /** The replication link to `peer` failed: no reading will come from it soon. */
+  notePeerUnreachable(peer: RegionId): void {
+    this.heardOfPeerClock(peer);
+  }
+
+  private heardOfPeerClock(peer: RegionId): void {
+    const unheard = this.clockUnheard;
+    if (!unheard?.delete(peer)) return;
+    if (unheard.size === 0) {
+      this.openClockGate();
+      return;
+    }
+    // Replication is running: the others get a request's wait from now, not from opening.
+    const untilMs = this.opts.clock.nowMs() + this.opts.maxWaitMs;
+    if (untilMs < this.clockWaitUntilMs) {
+      this.clockWaitUntilMs = untilMs;
+      if (this.clockGateTimer) this.armClockGate();
+    }
+  }
+
+  /** Holds a local write until every peer's clock has been read once, or the wait is over. */
+  private waitPeerClocks(): Promise<void> {
+    if (this.clockWaitUntilMs <= this.opts.clock.nowMs()) {
+      this.openClockGate();
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      this.clockWaiters.add(resolve);
+      if (!this.clockGateTimer) this.armClockGate();
+    });
+  }
+
+  private armClockGate(): void {
+    if (this.clockGateTimer) this.opts.timers.clearTimeout(this.clockGateTimer);
+    const leftMs = Math.max(0, this.clockWaitUntilMs - this.opts.clock.nowMs());
+    this.clockGateTimer = this.opts.timers.setTimeout(() => {
+      this.clockGateTimer = undefined;
+      this.openClockGate();
+    }, leftMs);
+  }
+
+  private openClockGate(): void {
+    if (this.clockGateTimer) this.opts.timers.clearTimeout(this.clockGateTimer);
+    this.clockGateTimer = undefined;
+    this.clockUnheard = undefined;
+    const waiters = [...this.clockWaiters];
+    this.clockWaiters.clear();
+    for (const resolve of waiters) resolve();
+  }
+
+  /** Each reachable peer's clock minus ours, as estimated from its recent readings. */
+  peerClockOffsets(): PeerOffset[] {
+    return this.clockOffsets.offsets();
+  }
+
+  /** The rule applied now; reports entering and leaving the refusing state as an event. */
+  clockVerdict(): ClockVerdict {
+    const nowMs = this.opts.clock.nowMs();
+    if (nowMs - this.clockCheckedAtMs < CLOCK_RECHECK_MS && nowMs >= this.clockCheckedAtMs) {
+      return this.clockVerdictNow;
+    }
+    const v = nextClockVerdict(
+      this.clockVerdictNow,
+      this.clockOffsets.offsets(),
+      this.opts.maxOffsetMs,
+      this.regionIds.length,
+    );
+    this.clockVerdictNow = v;
+    this.clockCheckedAtMs = nowMs;
+    const refusing = v.state === 'beyond';
+    if (refusing !== this.clockRefusing) {
+      this.clockRefusing = refusing;
+      this.opts.onEvent?.({
+        type: 'clock-unsafe',
+        refusing,
+        aheadMs: v.state === 'beyond' ? v.aheadMs : 0,
+        peers: v.state === 'beyond' ? v.peers : [],
+      });
+    }
+    return v;
+  }
+
+  /**
+   * CockroachDB's rule: while our clock is beyond `maxOffsetMs` from a majority of our peers, no
+   * write may carry its timestamps (it would win, or lose, every last-writer-wins conflict
+   * wrongly). 503, replayed to the nearest peer that holds the collection and whose clock agrees
+   * with the majority.
+   */
+  private refuseIfClockUnsafe(spec: CollectionSpec | undefined): void {
+    if (!this.clockRefusing && this.clockCheckedAtMs === Number.NEGATIVE_INFINITY) return;
+    const v = this.clockVerdict();
+    if (v.state === 'ok') return;
+    const allowed = spec ? holders(spec, this.regionIds) : this.regionIds;
+    const here = this.opts.regions.find((r) => r.id === this.region)!;
+    const healthy = this.opts.regions.filter((r) => v.peers.includes(r.id) && allowed.includes(r.id));
+    const to = nearestRegion(here, healthy)?.id;
+    const by = Math.round(Math.abs(v.aheadMs));
+    throw new MeridianError(
+      'clock_skew',
+      `${this.region}'s clock is ${by} ms ${v.aheadMs >= 0 ? 'ahead of' : 'behind'} ${v.peers.join(', ')} (more than ${this.opts.maxOffsetMs} ms): it accepts no writes until its clock is back within bounds`,
+      to ? { replayRegion: to } : {},
+    );
   }
 
   stats(): RegionStats {

@@ -64,6 +64,8 @@ export interface ClusterOptions {
   logLevel?: LogLevel;
   port?: number;
   readyTimeoutMs?: number;
+  /** Process mode: extra environment of a region's process, read at each (re)start (e.g. MERIDIAN_CLOCK_SKEW_MS). */
+  env?: (region: string) => Record<string, string>;
 }
 
 export interface HostPort {
@@ -260,7 +262,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       ],
       {
         cwd: root,
-        env: { ...process.env, MERIDIAN_LOG_LEVEL: logLevel, NODE_TEST_CONTEXT: '' },
+        env: { ...process.env, MERIDIAN_LOG_LEVEL: logLevel, NODE_TEST_CONTEXT: '', ...options.env?.(m.id) },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );

@@ -97,6 +97,7 @@ export class PeerFeed {
         region: this.core.region,
         version: this.core.version,
         heartbeatMs: this.options.heartbeatMs,
+        wallMs: this.core.wallClockMs(),
       });
       while (!this.stopped) {
         if (this.needPull) {
@@ -136,7 +137,12 @@ export class PeerFeed {
         }
         const idleMs = this.options.heartbeatMs - (this.nowMs() - this.lastWriteMs);
         if (idleMs <= 0) {
-          await this.send({ t: 'hb', version: this.core.version, atMs: this.nowMs() });
+          await this.send({
+            t: 'hb',
+            version: this.core.version,
+            atMs: this.nowMs(),
+            wallMs: this.core.wallClockMs(),
+          });
           continue;
         }
         await new Promise<void>((resolve) => {
@@ -177,7 +183,7 @@ export class PeerFeed {
       .map((c) => this.core.forPeer(c, this.peer));
     if (out.length === 0) return;
     this.sentChanges += out.length;
-    await this.send({ t: 'changes', changes: out });
+    await this.send({ t: 'changes', changes: out, wallMs: this.core.wallClockMs() });
   }
 
   private async send(m: StreamMessage): Promise<void> {

@@ -10,7 +10,7 @@ import type { RegionId } from '../../core/types.js';
 import { encodeToken, seqOf, type VersionVector } from '../../core/version.js';
 import type { Logger } from '../logger.js';
 import { Backoff } from './backoff.js';
-import { decodeMessage, PEER_HEADER, STREAM_PATH, type StreamMessage } from './protocol.js';
+import { decodeMessage, PEER_HEADER, STREAM_PATH, type StreamMessage, senderWallMs } from './protocol.js';
 
 export interface PeerLinkOptions {
   core: RegionCore;
@@ -92,6 +92,7 @@ export class PeerLink {
       } catch (e) {
         if (ac.signal.aborted && !this.stopped) this.refreshing = true;
         else if (!this.stopped) {
+          this.o.core.notePeerUnreachable(this.peer);
           this.o.log.debug({ peer: this.peer, err: (e as Error).message }, 'replication stream failed');
         }
       } finally {
@@ -178,6 +179,9 @@ export class PeerLink {
     inFlight: Promise<unknown>[],
   ): Promise<void> {
     const { core } = this.o;
+    // Read on arrival: the reading is late by the one-way delay, which the core's estimate allows for.
+    const wallMs = senderWallMs(m);
+    if (wallMs !== undefined) core.observePeerClock(this.peer, wallMs);
     switch (m.t) {
       case 'hello':
         // The peer's applied version is also its view of our own changes, which a restarted node

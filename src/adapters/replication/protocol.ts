@@ -17,15 +17,19 @@ export const STATUS_PATH = '/internal/v1/status';
 export const PEER_HEADER = 'meridian-peer';
 export const NDJSON = 'application/x-ndjson';
 
+/**
+ * `wallMs` on hello, changes and heartbeats: the sender's physical clock when it wrote the message,
+ * from which the receiver estimates the clock offset between them (src/core/clock-offset.ts).
+ */
 export type StreamMessage =
   /** First line: who is sending, and what it has applied. */
-  | { t: 'hello'; region: RegionId; version: VersionVector; heartbeatMs: number }
+  | { t: 'hello'; region: RegionId; version: VersionVector; heartbeatMs: number; wallMs?: number }
   /** Changes in the sender's log order; per origin contiguous from the receiver's cursor. */
-  | { t: 'changes'; changes: Change[] }
+  | { t: 'changes'; changes: Change[]; wallMs?: number }
   /** The receiver was behind the sender's retained log: merge this instead. */
   | { t: 'snapshot'; snapshot: Snapshot; omitted: string[] }
   /** Sent when idle; carries the sender's applied version so the receiver can measure its lag. */
-  | { t: 'hb'; version: VersionVector; atMs: number };
+  | { t: 'hb'; version: VersionVector; atMs: number; wallMs?: number };
 
 export interface AckBody {
   region: RegionId;
@@ -56,6 +60,12 @@ export function decodeMessage(line: string): StreamMessage {
   if (t === 'snapshot' && typeof (m as { snapshot?: unknown }).snapshot === 'object')
     return m as StreamMessage;
   throw new MeridianError('bad_request', `unknown replication message type ${JSON.stringify(t)}`);
+}
+
+/** The sender's clock reading a message carries, if it is a plausible one (ms since the epoch). */
+export function senderWallMs(m: StreamMessage): number | undefined {
+  const w = (m as { wallMs?: unknown }).wallMs;
+  return typeof w === 'number' && Number.isFinite(w) && w > 0 && w < 2 ** 48 ? w : undefined;
 }
 
 export function parseAck(raw: unknown): AckBody {

@@ -102,6 +102,9 @@ export class RegionNode implements RegionNodeContext {
       clock: o.clock ?? systemClock,
       timers: o.timers ?? systemTimers,
       maxOffsetMs: o.cfg.node.maxOffsetMs,
+      // A peer silent for ten heartbeats is unreachable: its old readings no longer count.
+      peerClockStaleAfterMs: 10 * o.cfg.replication.heartbeatMs,
+      awaitPeerClocks: o.replicate !== false,
       syncTimeoutMs: o.cfg.node.syncTimeoutMs,
       maxWaitMs: o.cfg.node.maxWaitMs,
       // better-sqlite3 commits without yielding: without this, the commit loop would run inside the
@@ -131,6 +134,10 @@ export class RegionNode implements RegionNodeContext {
         ),
       connectedPeers: () => [...n.links].filter(([, l]) => l.connected).map(([p]) => p),
     });
+    metrics.bindClock(
+      () => core.peerClockOffsets(),
+      () => core.clockVerdict().state === 'beyond',
+    );
     n.app = await buildRegionApp(n, {
       routeModules: o.routeModules ?? defaultRouteModules,
       extra: () => ({
@@ -266,6 +273,14 @@ export class RegionNode implements RegionNodeContext {
       case 'clock-skew':
         this.metrics.clockSkew.inc({ from: e.from });
         this.log.warn({ from: e.from, msg: e.message }, 'remote clock too far ahead');
+        return;
+      case 'clock-unsafe':
+        this.log.warn(
+          { aheadMs: Math.round(e.aheadMs), peers: e.peers, maxOffsetMs: this.cfg.node.maxOffsetMs },
+          e.refusing
+            ? 'clock beyond maxOffsetMs from a majority of peers: refusing writes'
+            : 'clock back within maxOffsetMs of its peers: accepting writes',
+        );
         return;
       case 'snapshot-applied':
         this.log.info({ from: e.from, docs: e.docs }, 'snapshot applied');
