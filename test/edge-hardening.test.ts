@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { encodeToken } from '../src/core/version.js';
 import { buildMesh, meshRoutes, WanEmulator } from '../src/lab/wan/index.js';
 import type { Edge } from '../src/servers/edge/index.js';
 import { edgeOver, recordEvents, viaEdge } from './edge-support.js';
@@ -90,6 +91,26 @@ describe('edge: client-caused waits never eject a region', () => {
       assert.equal(after.route?.region, 'eu-west-1');
     } finally {
       wan.healAll('us-east-1');
+    }
+  });
+
+  it('a region answering 503 not_caught_up for a version nobody issued is not counted as failing', async () => {
+    const edge = await edgeOver(
+      cluster.cfg,
+      { policy: 'failover', priority: ['eu-west-1', 'us-east-1', 'ap-northeast-1'], health: NO_PROBES },
+      { routes: {} },
+    );
+    edges.push(edge);
+    // A change of eu-west-1 it never issued: every region waits the 300 ms asked, then says so.
+    const never = encodeToken({ 'eu-west-1': 1_000_000 });
+    const r = await viaEdge(edge, 'GET', '/v1/settings/row6', {
+      headers: { 'meridian-min-version': never, 'meridian-max-wait-ms': '300' },
+    });
+    assert.equal(r.status, 503, JSON.stringify(r.json));
+    assert.equal((r.json as { error: { code: string } }).error.code, 'not_caught_up');
+    for (const s of edge.status().regions) {
+      assert.equal(s.errors, 0, `${s.region} was charged with the client's unreachable version`);
+      assert.equal(s.status, 'up');
     }
   });
 
