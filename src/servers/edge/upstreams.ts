@@ -5,6 +5,7 @@
  */
 import { Pool } from 'undici';
 import { type MeridianConfig, nodeUrlFrom } from '../../adapters/config.js';
+import { DEFAULT_HEALTH } from '../../core/health.js';
 import type { RegionId } from '../../core/types.js';
 import { H1Pool } from './h1pool.js';
 
@@ -39,8 +40,12 @@ export function openUpstreams(
   options: Partial<UpstreamOptions> = {},
 ): Map<RegionId, Upstream> {
   const o = { ...DEFAULT_UPSTREAM, ...options } satisfies UpstreamOptions;
-  // Enough probe connections for the probes that overlap while a region does not answer.
-  const probeConnections = Math.ceil(cfg.edge.health.timeoutMs / cfg.edge.health.intervalMs) + 1;
+  // Enough probe connections for the probes that overlap while a region does not answer: a probe
+  // past its deadline keeps listening for a late answer up to the RTO ceiling (core/health.ts),
+  // and one queued behind it would time out in the queue, not on the path.
+  const h = cfg.edge.health;
+  const probeConnections =
+    Math.ceil(Math.max(h.timeoutMs, h.maxTimeoutMs ?? DEFAULT_HEALTH.maxTimeoutMs) / h.intervalMs) + 1;
   const out = new Map<RegionId, Upstream>();
   for (const r of cfg.regions) {
     const url = new URL(nodeUrlFrom(cfg, edgeRegion, r.id)).origin;
