@@ -70,14 +70,14 @@ describe('RoutingTable health (issue 18)', () => {
 
   // Issue 18 on a loaded machine: a stalled WAN emulator silenced every path of every edge at once,
   // and each edge ejected whichever regions reached `fall` first.
-  it('does not eject on silence while half the other regions are silent too', () => {
+  it('does not eject on silence while a quarter of the other regions are silent too', () => {
     const t = new RoutingTable(ten, fromSaoPaulo, { fall: 2 }, 0);
     const silent = { kind: 'probe-failed', reason: 'no answer', failure: 'timeout' } as const;
-    for (const r of ten.slice(0, 6)) t.observe(r.id, silent, 1);
-    for (const r of ten.slice(0, 6)) assert.equal(t.observe(r.id, silent, 2), undefined, r.id);
+    for (const r of ten.slice(0, 4)) t.observe(r.id, silent, 1);
+    for (const r of ten.slice(0, 4)) assert.equal(t.observe(r.id, silent, 2), undefined, r.id);
     assert.ok(t.snapshot().every((s) => s.status === 'up'));
     // The others answer again; the one still silent is ejected on its next failure.
-    for (const r of ten.slice(1, 6)) t.observe(r.id, { kind: 'probe-ok', rttMs: 100 }, 3);
+    for (const r of ten.slice(1, 4)) t.observe(r.id, { kind: 'probe-ok', rttMs: 100 }, 3);
     assert.equal(t.observe(ten[0]!.id, silent, 4)?.to, 'down');
   });
 

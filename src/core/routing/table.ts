@@ -79,7 +79,7 @@ export class RoutingTable {
   private down = 0;
   /**
    * An ejection is allowed below the cap; one on silence also needs the other paths to be heard.
-   * When half the other regions are failing probes at the same moment, the silence is this
+   * When a quarter of the other regions are failing probes at the same moment, the silence is this
    * edge's or the network's it shares (a stalled WAN emulator, a saturated machine), not the
    * region's. Refused and reset connections are that region's alone and only meet the cap.
    */
@@ -94,7 +94,7 @@ export class RoutingTable {
       if (e.health.consecutiveFailed > 0) failing++;
     }
     // Both counts include the region being judged, which is failing by definition.
-    return others <= 2 || (failing - 1) * 2 < others - 1;
+    return others <= 2 || (failing - 1) * 4 < others - 1;
   };
   readonly ctx: PolicyContext;
 
