@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { fuzzRequest } from './fuzz-http-gen.js';
 import { knownFinding } from './fuzz-known.js';
 import {
   describeFindings,
@@ -20,6 +21,7 @@ import {
   type ParserReference,
 } from './fuzz-support.js';
 import { type FuzzTargets, startFuzzTargets } from './fuzz-targets.js';
+import { edgeAcceptsMore, startDifferential } from './http-differential.js';
 
 const budget = { seed: FUZZ_SEED, ms: FUZZ_MS, count: FUZZ_COUNT, known: knownFinding };
 
@@ -51,4 +53,28 @@ describe(`HTTP fuzzing (seed ${FUZZ_SEED}; MERIDIAN_FUZZ_SEED replays, ${FUZZ_MS
 
   it('an edge answers every request without a crash, a 5xx or accepting what llhttp rejects', () =>
     run(targets.edge));
+
+  it("an edge's parser reads only what llhttp reads, request by request (test/http-differential.ts)", async () => {
+    // The edge's own parser in this process, against node:http, on the same cases: stricter than
+    // the process-level check above (every pipelined request, its method, target and body digest).
+    const diff = await startDifferential();
+    const start = Date.now();
+    const found: string[] = [];
+    let cases = 0;
+    try {
+      for (let i = 0; i < FUZZ_COUNT && Date.now() - start < FUZZ_MS; i++, cases++) {
+        const req = fuzzRequest(FUZZ_SEED, i);
+        const more = edgeAcceptsMore(await diff.compare(req.bytes));
+        if (more && found.length < 5)
+          found.push(
+            `seed ${FUZZ_SEED} case ${i}: ${more}\n  request: ${JSON.stringify(req.bytes.subarray(0, 300).toString('latin1'))}`,
+          );
+      }
+    } finally {
+      await diff.close();
+    }
+    process.stderr.write(`fuzz edge parser: ${cases} cases in ${Date.now() - start} ms\n`);
+    assert.ok(cases > 0);
+    assert.deepEqual(found, []);
+  });
 });
