@@ -70,8 +70,9 @@ export function exchange(host: string, port: number, bytes: Buffer): Promise<Ans
 export type Verdict = 'accept' | 'reject-head' | 'reject-body';
 
 /**
- * The differential reference: given raw bytes, does llhttp accept the first request? Swappable for
- * the edge's shared differential harness (test/http-differential.ts) once it exists.
+ * The differential reference for a whole server process: given raw bytes, did llhttp read the
+ * first request? (The edge's parser itself is also compared request by request through
+ * test/http-differential.ts, in test/fuzz-http.test.ts.)
  */
 export interface ParserReference {
   verdict(bytes: Buffer): Promise<Verdict>;
