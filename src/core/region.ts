@@ -876,6 +876,11 @@ export class RegionCore {
       const list =
         typeof entries === 'function' ? await entries((ns, k) => this.readInTx(tx, ns, k)) : entries;
       if (list.length === 0) return tx.applied;
+      // Records about a resident collection are that collection's data: never held outside it.
+      for (const e of list) {
+        const spec = e.collection === undefined ? undefined : this.collections.get(e.collection);
+        if (spec) this.checkResidency(spec);
+      }
       const seq = tx.seqOf(this.region) + 1;
       this.checkOwnSeq(seq);
       const hlc = encodeHlc(this.hlc.now());

@@ -115,7 +115,7 @@ export class Accounts implements AccountOps {
           const body = e.toBody() as unknown as Json;
           await this.core.writeKv(async (read) => {
             await claim.guard(read);
-            return [claim.entry(e.status, body)];
+            return [{ ...claim.entry(e.status, body), collection: this.collection }];
           });
           return { status: e.status, body };
         };

@@ -149,7 +149,10 @@ export class SagaEngine {
       await options.guard?.(read);
       existing = asSaga((await read(SAGA_NS, options.id))?.value);
       if (existing) return [];
-      return [sagaEntry(fresh), ...(options.extra?.(fresh) ?? [])];
+      const extra = (options.extra?.(fresh) ?? []).map((e) =>
+        e.collection === undefined && def.collection !== undefined ? { ...e, collection: def.collection } : e,
+      );
+      return [sagaEntry(fresh, def.collection), ...extra];
     });
     if (existing) return { saga: existing, created: false };
     this.spawn(fresh);
@@ -510,7 +513,7 @@ export class SagaEngine {
 
   private async persist(saga: SagaRecord): Promise<void> {
     if (this.stopped) throw new EngineStopped();
-    const entry = sagaEntry(saga);
+    const entry = sagaEntry(saga, this.defs.get(saga.type)?.collection);
     if (saga.status === 'completed' || saga.status === 'compensated') {
       entry.expiresAtMs = this.opts.clock.nowMs() + (this.opts.retentionMs ?? DEFAULT_SAGA_RETENTION_MS);
     }
@@ -519,8 +522,10 @@ export class SagaEngine {
   }
 }
 
-function sagaEntry(saga: SagaRecord): KvEntry {
-  return { ns: SAGA_NS, key: saga.id, value: structuredClone(saga) as unknown as Json };
+function sagaEntry(saga: SagaRecord, collection: string | undefined): KvEntry {
+  const entry: KvEntry = { ns: SAGA_NS, key: saga.id, value: structuredClone(saga) as unknown as Json };
+  if (collection !== undefined) entry.collection = collection;
+  return entry;
 }
 
 export function asSaga(v: Json | undefined): SagaRecord | undefined {

@@ -5,7 +5,7 @@
  */
 import { MeridianError } from '../errors.js';
 import type { Json } from '../types.js';
-import type { AccountOps } from './accounts.js';
+import { ACCOUNTS_COLLECTION, type AccountOps } from './accounts.js';
 import type { SagaDefinition, SagaMode, StepContext } from './types.js';
 
 export interface TransferInput {
@@ -34,6 +34,8 @@ export function parseTransfer(input: Json): TransferInput {
 export function transferSaga(
   accountOps: AccountOps | ((mode: SagaMode) => AccountOps),
   mode: SagaMode = 'orchestration',
+  /** The accounts' collection: the saga's records share its residency. */
+  collection: string = ACCOUNTS_COLLECTION,
 ): SagaDefinition {
   const t = (ctx: StepContext) => parseTransfer(ctx.input);
   // A coordinator may reach accounts over the network; a choreographed step runs where it is.
@@ -42,6 +44,7 @@ export function transferSaga(
   return {
     type: 'transfer',
     mode,
+    collection,
     validate: (input) => void parseTransfer(input),
     steps: [
       {

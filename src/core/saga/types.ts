@@ -91,6 +91,11 @@ export interface SagaDefinition {
   type: string;
   steps: SagaStep[];
   mode?: SagaMode;
+  /**
+   * The collection whose documents the saga moves (the transfer's accounts): its records and the
+   * idempotency answers of its steps are that collection's data and share its residency.
+   */
+  collection?: string;
   /** Throws MeridianError('bad_request') for input the saga cannot run. */
   validate?(input: Json): void;
 }

@@ -329,7 +329,9 @@ function trackAccounts(node: RegionNodeContext): (changes: readonly Change[]) =>
       known.add(key);
       void node.core
         .writeKv(async (read) =>
-          (await read(ACCOUNTS_INDEX_NS, key)) ? [] : [{ ns: ACCOUNTS_INDEX_NS, key, value: node.region }],
+          (await read(ACCOUNTS_INDEX_NS, key))
+            ? []
+            : [{ ns: ACCOUNTS_INDEX_NS, key, value: node.region, collection: ACCOUNTS_COLLECTION }],
         )
         .catch(() => known.delete(key));
     }
