@@ -69,7 +69,9 @@ export async function run(argv: string[]): Promise<number> {
   let target: Awaited<ReturnType<typeof openLab>>;
   try {
     const regions = str(values.regions) ?? (name === 'health' ? HEALTH_REGIONS : undefined);
-    target = await openLab(dir, parseRegionList(regions), log);
+    target = await openLab(dir, parseRegionList(regions), log, {
+      traffic: name === 'health' && values.traffic === true,
+    });
   } catch (e) {
     process.stderr.write(`meridian experiment: ${(e as Error).message}\n`);
     return 1;

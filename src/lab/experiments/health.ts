@@ -99,8 +99,6 @@ export async function health(t: LabTarget, o: HealthOptions): Promise<HealthResu
   });
   await dns.start();
   await t.traffic(o.traffic);
-  if (o.traffic && t.own)
-    o.log('note: a lab started by the experiment has no traffic generator; start one with `meridian up`');
 
   // A lab that just started may still hold regions down from before they listened: the count
   // starts once every edge sees every region up (or after a minute, saying so).

@@ -33,7 +33,16 @@ async function running(): Promise<boolean> {
 }
 
 /** @example const t = await openLab('.meridian', ['us-east-1', 'eu-west-1', 'ap-northeast-1'], console.log); */
-export async function openLab(dir: string, regions: string[], log: (s: string) => void): Promise<LabTarget> {
+/** The traffic generator's rate in a lab the experiment starts itself (as `meridian up`'s default). */
+const OWN_LAB_TRAFFIC_PER_S = 8;
+
+export async function openLab(
+  dir: string,
+  regions: string[],
+  log: (s: string) => void,
+  /** For a lab started here: run the traffic generator (an attached lab keeps its own setting). */
+  options: { traffic?: boolean } = {},
+): Promise<LabTarget> {
   if (await running()) {
     const cfg = loadConfig(labPaths(dir).config);
     const plan = labPlan(cfg.regions.map((r) => r.id));
@@ -74,23 +83,38 @@ export async function openLab(dir: string, regions: string[], log: (s: string) =
       close: async () => {},
     };
   }
-  log(`no lab running: starting one in ${dir} (${regions.join(', ')}), without background traffic`);
+  const withTraffic = options.traffic === true;
+  log(
+    `no lab running: starting one in ${dir} (${regions.join(', ')}), ${withTraffic ? `traffic at ${OWN_LAB_TRAFFIC_PER_S} req/s` : 'without background traffic'}`,
+  );
   const lab = await Lab.start({
     dir,
     regions,
     store: 'sqlite',
-    traffic: false,
-    ratePerS: 0,
+    traffic: withTraffic,
+    ratePerS: withTraffic ? OWN_LAB_TRAFFIC_PER_S : 0,
     api: true,
     log: (s) => log(`  ${s}`),
   });
+  let ownOn = withTraffic;
+  let ownWasOn = withTraffic;
   return {
     plan: lab.plan,
     own: true,
     chaos: async (a) => {
       await lab.chaos(a);
     },
-    traffic: async () => {},
+    // Pause and resume, as for an attached lab: resumed only if it was running when paused.
+    traffic: async (on) => {
+      if (!on) {
+        ownWasOn = ownOn;
+        ownOn = false;
+        lab.setTraffic(false);
+      } else if (ownWasOn && !ownOn) {
+        ownOn = true;
+        lab.setTraffic(true, OWN_LAB_TRAFFIC_PER_S);
+      }
+    },
     close: async () => {
       const left = await lab.stop();
       if (left.length > 0) log(`warning: processes left: ${left.join(', ')}`);
