@@ -26,6 +26,7 @@ import { ALL_CHECKERS } from './checkers/index.js';
 import { inspectCommit, inspectMessage } from './checkers/residency.js';
 import { faultProfile, faultSchedule, initialSkews } from './faults.js';
 import { computeFigures, type Figures } from './figures.js';
+import type { HealthCounts } from './checkers/health.js';
 import { HealthSim, SIM_HEALTH, STALLS } from './health.js';
 import type { History, LocalChange, OpRecord, TimedFault, Violation } from './history.js';
 import { Network, NO_LINK_FAULTS } from './network.js';
@@ -82,6 +83,8 @@ export interface RunResult {
   figures: Figures;
   /** Diagnostic lines from the region processes (failed applies), deterministic. */
   notes: string[];
+  /** What the health checker saw, when the run had edges' health checks (`health`). */
+  health?: HealthCounts;
 }
 
 const SYNC_TIMEOUT_MS = 1500;
@@ -305,7 +308,15 @@ class Simulation {
       eventsRun: this.time.eventsRun,
       durationMs: this.options.durationMs,
     });
-    return { options: this.options, history: this.history, violations, figures, notes: this.notes };
+    const result: RunResult = {
+      options: this.options,
+      history: this.history,
+      violations,
+      figures,
+      notes: this.notes,
+    };
+    if (this.health) result.health = { ...this.health.checker.counts };
+    return result;
   }
 
   /** Runs on after the faults end until every live region has the same version, or gives up. */

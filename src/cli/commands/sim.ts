@@ -8,6 +8,7 @@
  */
 import { loadRegionTable } from '../../adapters/region-table.js';
 import type { PlantedBugs } from '../../core/region.js';
+import { FALSE_EJECTION, MISSED_EJECTION } from '../../sim/checkers/health.js';
 import { ALL_CHECKERS } from '../../sim/checkers/index.js';
 import { FAULT_PROFILES } from '../../sim/faults.js';
 import { replayCommand, runReport, table, violationReport } from '../../sim/report.js';
@@ -166,6 +167,7 @@ async function sweep(o: CliOptions, names: string[]): Promise<number> {
   const failing: RunResult[] = [];
   const perChecker = new Map<string, number>(names.map((n) => [n, 0]));
   const totals = { ops: 0, conflicts: 0, snapshots: 0, lostWrites: 0, regionsLost: 0, maxP99: 0 };
+  const health = { samples: 0, ejections: 0, falseEjections: 0, missedEjections: 0, runs: 0 };
   process.stdout.write(
     `meridian sim: seeds ${o.seed}..${o.seed + o.seeds - 1}, regions ${o.sim.regions.join(',')}, ${o.sim.durationMs / 1000}s each, faults ${o.sim.faults}, workload ${o.sim.workload}, ${o.sim.opsPerSec} ops/s\n`,
   );
@@ -181,6 +183,14 @@ async function sweep(o: CliOptions, names: string[]): Promise<number> {
       totals.lostWrites += f.rpo.lostWrites;
     }
     for (const l of f.lag) totals.maxP99 = Math.max(totals.maxP99, l.p99Ms);
+    if (r.health) {
+      health.runs++;
+      health.samples += r.health.samples;
+      health.ejections += r.health.ejections;
+      health.falseEjections += r.health.falseEjections;
+      health.missedEjections += r.health.missedEjections;
+      for (const n of [FALSE_EJECTION, MISSED_EJECTION]) if (!perChecker.has(n)) perChecker.set(n, 0);
+    }
     const hit = new Set(r.violations.map((v) => v.checker));
     for (const c of hit) perChecker.set(c, (perChecker.get(c) ?? 0) + 1);
     if (r.violations.length > 0) failing.push(r);
@@ -201,6 +211,14 @@ async function sweep(o: CliOptions, names: string[]): Promise<number> {
         ['runs that lost a region for good', totals.regionsLost],
         ['async writes lost with it (RPO, total)', totals.lostWrites],
         ['worst replication lag p99 (ms)', totals.maxP99],
+        ...(health.runs > 0
+          ? [
+              ['health: edge/region verdicts sampled', health.samples],
+              ['health: ejections (edge held a region down)', health.ejections],
+              ['health: false ejections (live, reachable region held down)', health.falseEjections],
+              ['health: missed ejections (dead region held up past the bound)', health.missedEjections],
+            ]
+          : []),
       ],
     )}\n\n`,
   );
