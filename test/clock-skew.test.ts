@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { buildMesh, meshRoutes, WanEmulator } from '../src/lab/wan/index.js';
 import { type Cluster, call, eventually, startCluster } from './support/cluster.js';
 
 const US = 'us-east-1';
@@ -93,5 +94,83 @@ describe('clock safety: a region whose clock runs ahead refuses writes', { timeo
     assert.equal(r.status, 200, r.text);
     assert.equal(metric(m, 'meridian_clock_refusing_writes'), 0);
     assert.equal((r.json as { value: unknown }).value, 'from-ap');
+  });
+});
+
+/**
+ * The follow-up (issue 10 row 7): the first estimate read one-way network delay as clock offset, so
+ * a fresh lab with no skew at all had regions refuse writes for seconds after start (a reading that
+ * arrives 528 ms late looks like a peer 528 ms behind). Here every one-way path is slower than
+ * maxOffsetMs (800-1200 ms, different in each direction) and no clock is skewed: no region may
+ * ever refuse a write.
+ */
+describe('clock safety: a slow WAN is not a skewed clock', { timeout: 180_000 }, () => {
+  let c: Cluster;
+  let wan: WanEmulator;
+  // One-way delays, from -> to: all above maxOffsetMs (500), and asymmetric.
+  const oneWayMs: Record<string, number> = {
+    [`${US}>${EU}`]: 800,
+    [`${EU}>${US}`]: 1000,
+    [`${US}>${AP}`]: 1200,
+    [`${AP}>${US}`]: 800,
+    [`${EU}>${AP}`]: 900,
+    [`${AP}>${EU}`]: 1100,
+  };
+
+  before(async () => {
+    wan = new WanEmulator();
+    c = await startCluster({
+      store: 'sqlite',
+      configure: async (raw, { addresses }) => {
+        const mesh = await buildMesh(wan, {
+          regions: [US, EU, AP].map((id) => ({ id, target: addresses[id]! })),
+          table: { oneWayMs: (from, to) => oneWayMs[`${from}>${to}`]! },
+        });
+        const routes = meshRoutes(mesh);
+        for (const r of raw.regions) r.routes = routes[r.id] ?? {};
+      },
+    });
+  });
+  after(async () => {
+    await c?.stop();
+    await wan?.close();
+  });
+
+  it('with every path slower than maxOffsetMs and no skew, no region refuses a write', async () => {
+    const regions = [US, EU, AP];
+    // Long enough for every region to have measured both peers both ways several times over (a
+    // heartbeat every 500 ms, an acknowledgement round trip of about 2 s), and for the readings of
+    // the first seconds to be judged while they are the only ones.
+    const untilMs = Date.now() + 12_000;
+    let rounds = 0;
+    const measured = new Set<string>();
+    while (Date.now() < untilMs) {
+      await Promise.all(
+        regions.map(async (r) => {
+          const w = await call(c.url(r), 'PUT', `/v1/settings/slow-${r}-${rounds}`, { body: rounds });
+          assert.equal(w.status, 200, `${r}, round ${rounds}: ${w.text}`);
+          const m = (await call(c.url(r), 'GET', '/metrics')).text;
+          assert.equal(metric(m, 'meridian_clock_refusing_writes'), 0, `${r}, round ${rounds}`);
+          for (const peer of regions) {
+            if (peer !== r && metric(m, 'meridian_clock_offset_seconds', { peer }) !== undefined)
+              measured.add(`${r}>${peer}`);
+          }
+        }),
+      );
+      rounds++;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    // The regions did read each other's clocks: the verdict was made on readings, not on none.
+    assert.equal(measured.size, 6, [...measured].join(' '));
+    // Both ways: the gauge shows the middle of each interval, here within 0.2 s of the true 0 when
+    // the fastest readings went unqueued (a peer's messages alone would show it 0.8 s behind or more).
+    for (const r of regions) {
+      const m = (await call(c.url(r), 'GET', '/metrics')).text;
+      for (const peer of regions.filter((p) => p !== r)) {
+        const offset = metric(m, 'meridian_clock_offset_seconds', { peer });
+        assert.ok(offset !== undefined && Math.abs(offset) < 0.5, `${r} on ${peer}: ${offset}`);
+      }
+    }
+    for (const r of regions) assert.doesNotMatch(c.output(r), /refusing writes/, r);
   });
 });

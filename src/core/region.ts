@@ -62,8 +62,8 @@ export interface RegionCoreOptions {
   /** A peer's clock readings older than this no longer count (default 5000; the node: 3 heartbeats). */
   peerClockStaleAfterMs?: number;
   /**
-   * Local writes wait, after opening, until every peer's clock has been read once or the peer was
-   * found unreachable (`notePeerUnreachable`): at most `maxWaitMs` after the first such news, or
+   * Local writes wait, after opening, until every peer's clock has been read in a round trip
+   * (`observePeerClockRoundTrip`) or the peer was found unreachable (`notePeerUnreachable`): at most `maxWaitMs` after the first such news, or
    * `peerClockStaleAfterMs` after opening if none comes. A node restarted with a skewed clock must
    * not issue timestamps before it can tell. Absent: no wait (simulator, tests of the core).
    */
@@ -1574,16 +1574,31 @@ export class RegionCore {
     return this.opts.clock.nowMs();
   }
 
-  /** A peer's physical clock reading, carried by what it sent us just now (clock-offset.ts). */
+  /**
+   * A peer's physical clock reading, carried by what it sent us just now (clock-offset.ts): a lower
+   * bound of its offset only, since the message's delay is unknown.
+   */
   observePeerClock(peer: RegionId, peerWallMs: number): void {
     if (peer === this.region || !this.regionIds.includes(peer)) return;
     this.clockOffsets.observe(peer, peerWallMs);
     this.clockCheckedAtMs = Number.NEGATIVE_INFINITY;
     this.clockVerdict();
-    this.heardOfPeerClock(peer);
   }
 
-  /** The replication link to `peer` failed: no reading will come from it soon. */
+  /**
+   * A request sent to `peer` when our clock (`wallClockMs`) read `sentAtMs` was answered just now
+   * with the peer's clock reading: bounds its offset from both sides.
+   */
+  observePeerClockRoundTrip(peer: RegionId, sentAtMs: number, peerWallMs: number): void {
+    if (peer === this.region || !this.regionIds.includes(peer)) return;
+    this.clockOffsets.observeRoundTrip(peer, sentAtMs, peerWallMs);
+    this.clockCheckedAtMs = Number.NEGATIVE_INFINITY;
+    this.clockVerdict();
+    // Only a bounded interval can show our clock ahead: the start-up wait is for these.
+    if (this.clockOffsets.bounded(peer)) this.heardOfPeerClock(peer);
+  }
+
+  /** The replication link (or an exchange) with `peer` failed: no reading will come from it soon. */
   notePeerUnreachable(peer: RegionId): void {
     this.heardOfPeerClock(peer);
   }
@@ -1633,7 +1648,7 @@ export class RegionCore {
     for (const resolve of waiters) resolve();
   }
 
-  /** Each reachable peer's clock minus ours, as estimated from its recent readings. */
+  /** Each reachable peer's clock minus ours, as bounded by its recent readings. */
   peerClockOffsets(): PeerOffset[] {
     return this.clockOffsets.offsets();
   }

@@ -2,13 +2,15 @@
  * Acknowledgements: tells every peer what this region has durably applied, as soon as it changes.
  * A few requests in flight per peer at most; whatever changed meanwhile goes in the next one, so
  * the ack rate adapts to the round-trip time. Acks confirm sync writes and let peers truncate their logs.
+ * Each answer carries the peer's clock, which with ours before and after bounds its clock offset
+ * from both sides (an NTP round trip, src/core/clock-offset.ts): no request of its own is needed.
  */
 import { Pool } from 'undici';
 import type { RegionCore } from '../../core/region.js';
 import type { RegionId } from '../../core/types.js';
 import { dominates, mergeVersions, type VersionVector } from '../../core/version.js';
 import type { Logger } from '../logger.js';
-import { ACK_PATH, type AckBody } from './protocol.js';
+import { ACK_PATH, type AckBody, answerWallMs } from './protocol.js';
 
 export interface AckSenderOptions {
   core: RegionCore;
@@ -76,6 +78,9 @@ export class AckSender {
     });
     this.timer = setInterval(() => this.refresh(), this.o.refreshMs);
     this.timer.unref();
+    // At once, not a refresh period later: the answers are the round trips whose clock readings a
+    // freshly opened core waits for before its first write.
+    for (const p of this.peers) this.maybeSend(p, true);
   }
 
   stop(): void {
@@ -129,6 +134,8 @@ export class AckSender {
     p.lastSentMs = Date.now();
     const body: AckBody = { region: this.o.core.region, applied };
     let ok = false;
+    // Read by the core's clock (the one its timestamps come from), just before the request goes.
+    const sentAtMs = this.o.core.wallClockMs();
     void p.pool
       .request({
         path: `${new URL(p.url).pathname.replace(/\/+$/, '')}${ACK_PATH}`,
@@ -142,12 +149,26 @@ export class AckSender {
         bodyTimeout: this.o.timeoutMs ?? 5000,
       })
       .then(async (res) => {
-        await res.body.dump();
         ok = res.statusCode === 200;
-        if (ok) p.confirmed = mergeVersions(p.confirmed, applied);
-        else this.o.log.warn({ peer: p.id, status: res.statusCode }, 'ack refused');
+        if (!ok) {
+          await res.body.dump();
+          this.o.log.warn({ peer: p.id, status: res.statusCode }, 'ack refused');
+          return;
+        }
+        const text = await res.body.text();
+        p.confirmed = mergeVersions(p.confirmed, applied);
+        let answer: unknown;
+        try {
+          answer = JSON.parse(text);
+        } catch {
+          answer = undefined;
+        }
+        // An answer without a clock (a peer of an older version) bounds nothing.
+        const peerWallMs = answerWallMs(answer);
+        if (peerWallMs !== undefined) this.o.core.observePeerClockRoundTrip(p.id, sentAtMs, peerWallMs);
       })
       .catch((e: unknown) => {
+        this.o.core.notePeerUnreachable(p.id);
         this.o.log.debug({ peer: p.id, err: (e as Error).message }, 'ack failed');
       })
       .finally(() => {

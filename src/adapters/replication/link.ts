@@ -179,7 +179,7 @@ export class PeerLink {
     inFlight: Promise<unknown>[],
   ): Promise<void> {
     const { core } = this.o;
-    // Read on arrival: the reading is late by the one-way delay, which the core's estimate allows for.
+    // Read on arrival: late by an unknown one-way delay, so only a lower bound of the peer's offset.
     const wallMs = senderWallMs(m);
     if (wallMs !== undefined) core.observePeerClock(this.peer, wallMs);
     switch (m.t) {

@@ -19,7 +19,7 @@ export const NDJSON = 'application/x-ndjson';
 
 /**
  * `wallMs` on hello, changes and heartbeats: the sender's physical clock when it wrote the message,
- * from which the receiver estimates the clock offset between them (src/core/clock-offset.ts).
+ * from which the receiver learns a lower bound of the sender's clock offset (src/core/clock-offset.ts).
  */
 export type StreamMessage =
   /** First line: who is sending, and what it has applied. */
@@ -64,7 +64,25 @@ export function decodeMessage(line: string): StreamMessage {
 
 /** The sender's clock reading a message carries, if it is a plausible one (ms since the epoch). */
 export function senderWallMs(m: StreamMessage): number | undefined {
-  const w = (m as { wallMs?: unknown }).wallMs;
+  return plausibleWallMs((m as { wallMs?: unknown }).wallMs);
+}
+
+/**
+ * The answer to an acknowledgement: `wallMs` is the receiver's physical clock when it handled it,
+ * which with the sender's clock before and after the request bounds the offset between them.
+ */
+export interface AckAnswer {
+  ok: true;
+  wallMs: number;
+}
+
+/** The clock reading of an acknowledgement's answer, if it carries a plausible one. */
+export function answerWallMs(raw: unknown): number | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  return plausibleWallMs((raw as { wallMs?: unknown }).wallMs);
+}
+
+function plausibleWallMs(w: unknown): number | undefined {
   return typeof w === 'number' && Number.isFinite(w) && w > 0 && w < 2 ** 48 ? w : undefined;
 }
 

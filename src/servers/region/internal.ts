@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { PeerFeed } from '../../adapters/replication/feed.js';
 import {
   ACK_PATH,
+  type AckAnswer,
   NDJSON,
   PEER_HEADER,
   parseAck,
@@ -146,7 +147,9 @@ export function registerInternalRoutes(
     const ack = parseAck(req.body);
     knownPeer(node, ack.region, 'region');
     node.core.onPeerAck(ack.region, ack.applied);
-    return { ok: true };
+    // Our clock, read as late as possible: the sender bounds our offset with it (an NTP round trip).
+    const answer: AckAnswer = { ok: true, wallMs: node.core.wallClockMs() };
+    return answer;
   });
 
   app.get(STATUS_PATH, async () => ({
