@@ -162,13 +162,14 @@ describe('clock safety: a slow WAN is not a skewed clock', { timeout: 180_000 },
     }
     // The regions did read each other's clocks: the verdict was made on readings, not on none.
     assert.equal(measured.size, 6, [...measured].join(' '));
-    // Both ways: the gauge shows the middle of each interval, here within 0.2 s of the true 0 when
-    // the fastest readings went unqueued (a peer's messages alone would show it 0.8 s behind or more).
+    // Both ways: the gauge shows the middle of each interval, here 0.1-0.2 s from the true 0 when
+    // the fastest readings went unqueued; a peer's messages alone (a lower bound) would show it
+    // 0.8 s behind or more.
     for (const r of regions) {
       const m = (await call(c.url(r), 'GET', '/metrics')).text;
       for (const peer of regions.filter((p) => p !== r)) {
         const offset = metric(m, 'meridian_clock_offset_seconds', { peer });
-        assert.ok(offset !== undefined && Math.abs(offset) < 0.5, `${r} on ${peer}: ${offset}`);
+        assert.ok(offset !== undefined && Math.abs(offset) < 0.75, `${r} on ${peer}: ${offset}`);
       }
     }
     for (const r of regions) assert.doesNotMatch(c.output(r), /refusing writes/, r);

@@ -63,9 +63,10 @@ export interface RegionCoreOptions {
   peerClockStaleAfterMs?: number;
   /**
    * Local writes wait, after opening, until every peer's clock has been read in a round trip
-   * (`observePeerClockRoundTrip`) or the peer was found unreachable (`notePeerUnreachable`): at most `maxWaitMs` after the first such news, or
-   * `peerClockStaleAfterMs` after opening if none comes. A node restarted with a skewed clock must
-   * not issue timestamps before it can tell. Absent: no wait (simulator, tests of the core).
+   * (`observePeerClockRoundTrip`) or the peer was found unreachable (`notePeerUnreachable`): at
+   * most `maxWaitMs` after the first such news, or `peerClockStaleAfterMs` after opening if none
+   * comes. A node restarted with a skewed clock must not issue timestamps before it can tell.
+   * Absent: no wait (simulator, tests of the core).
    */
   awaitPeerClocks?: boolean;
   /** How long a sync write waits for acknowledgements before 504 (default 2000). */
