@@ -4,6 +4,13 @@
  * 503 is a region saying it is draining or failed, anything else or no answer by the deadline is a
  * failed probe. A probe past its deadline keeps listening up to the ceiling: a late answer still
  * proves the region alive and teaches the estimate the slower path.
+ *
+ * The probes of one round are judged together: a timeout is held until every other probe of its
+ * round has answered or reached its own deadline (so at most until the round's longest deadline).
+ * Paths' deadlines differ (280-540 ms in the ten-region lab), so when everything stalls at once the
+ * shortest paths time out first; judged alone, they were ejected before the others' silence could
+ * count against it (routing table, "silence everywhere"). A late answer during the hold cancels the
+ * timeout. Refused and reset probes are reported at once.
  */
 import type { FailureKind, HealthEvent } from '../../core/health.js';
 import { classifyFailure, DEFAULT_HEALTH } from '../../core/health.js';
@@ -29,24 +36,40 @@ export function probeOnce(
   timeoutMs: number,
   report: (ev: HealthEvent) => void,
   maxWaitMs = timeoutMs,
+  round?: ProbeRound,
+  priority = 0,
 ): Promise<void> {
   const started = performance.now();
   const hardMs = Math.ceil(Math.max(timeoutMs, maxWaitMs));
   const signal = AbortSignal.timeout(hardMs);
   let settled = false;
+  // Answered or past its deadline: this probe no longer keeps its round's timeouts waiting.
+  let done = false;
+  const finish = (): void => {
+    if (done) return;
+    done = true;
+    round?.settle();
+  };
+  round?.join();
   // The deadline is judged one event-loop turn after the timer fires, so an answer that arrived
   // while this process was stalled is read first; how late the timer fired is reported with it.
   const deadline = setTimeout(() => {
     const lateMs = performance.now() - started - timeoutMs;
     setImmediate(() => {
       if (settled) return;
-      settled = true;
-      report({
-        kind: 'probe-failed',
-        reason: `no answer in ${Math.round(timeoutMs)} ms`,
-        failure: 'timeout',
-        lateMs,
-      });
+      const verdict = (): void => {
+        if (settled) return;
+        settled = true;
+        report({
+          kind: 'probe-failed',
+          reason: `no answer in ${Math.round(timeoutMs)} ms`,
+          failure: 'timeout',
+          lateMs,
+        });
+      };
+      if (round) round.hold(verdict, priority);
+      else verdict();
+      finish();
     });
   }, timeoutMs);
   deadline.unref();
@@ -56,6 +79,7 @@ export function probeOnce(
       settled = true;
       report(ev);
     } else if (ev.kind === 'probe-ok') report(ev);
+    finish();
   };
   return u.probe
     .request({ method: 'GET', path: '/healthz', signal, headersTimeout: hardMs })
@@ -73,6 +97,7 @@ export function probeOnce(
       const err = e as Error & { code?: string };
       if (signal.aborted) {
         clearTimeout(deadline);
+        finish();
         if (!settled) {
           settled = true;
           report({
@@ -86,6 +111,37 @@ export function probeOnce(
       const reason = err.code ?? err.message;
       answer({ kind: 'probe-failed', reason, failure: classifyFailure(`${reason} ${err.message}`) });
     });
+}
+
+/**
+ * The probes sent together: timeouts wait until none of them is still inside its deadline.
+ * @example
+ * const r = new ProbeRound(); r.join(); r.join();
+ * r.hold(reportTimeout, 1); r.settle(); // held: the other probe is still within its deadline
+ * r.settle();                           // now reportTimeout runs
+ */
+export class ProbeRound {
+  private open = 0;
+  private held: { verdict: () => void; priority: number }[] = [];
+
+  join(): void {
+    this.open++;
+  }
+
+  /** One probe answered or reached its deadline; the last one releases the held verdicts. */
+  settle(): void {
+    this.open--;
+    if (this.open > 0) return;
+    // Lowest priority first: first failures are counted before anyone's ejection is judged.
+    const held = this.held.sort((a, b) => a.priority - b.priority);
+    this.held = [];
+    for (const h of held) h.verdict();
+  }
+
+  /** Holds a timeout verdict until the round settles (call before this probe's own `settle`). */
+  hold(verdict: () => void, priority: number): void {
+    this.held.push({ verdict, priority });
+  }
 }
 
 /**
@@ -105,13 +161,18 @@ export function startProber(
 ): { firstRound: Promise<void>; stop(): void } {
   let stopped = false;
   const confirming = new Set<RegionId>();
-  const one = (u: Upstream): Promise<void> => {
+  // Consecutive failed probes per region as reported (the table's count, near enough): a round's
+  // held timeouts are released first failures first, so a region's second failure is judged
+  // with the first failures of the same round already counted.
+  const failing = new Map<RegionId, number>();
+  const one = (u: Upstream, r?: ProbeRound): Promise<void> => {
     const timeoutMs = options.timeoutFor?.(u.region) ?? options.timeoutMs;
     return probeOnce(
       u,
       timeoutMs,
       (ev) => {
         if (stopped) return;
+        failing.set(u.region, ev.kind === 'probe-ok' ? 0 : (failing.get(u.region) ?? 0) + 1);
         report(u.region, ev);
         const gone = ev.kind === 'probe-failed' && (ev.failure === 'refused' || ev.failure === 'reset');
         if (gone && !confirming.has(u.region)) {
@@ -120,9 +181,14 @@ export function startProber(
         }
       },
       options.maxTimeoutMs ?? DEFAULT_HEALTH.maxTimeoutMs,
+      r,
+      failing.get(u.region) ?? 0,
     );
   };
-  const round = (): Promise<void> => Promise.all([...upstreams.values()].map(one)).then(() => undefined);
+  const round = (): Promise<void> => {
+    const r = new ProbeRound();
+    return Promise.all([...upstreams.values()].map((u) => one(u, r))).then(() => undefined);
+  };
   const firstRound = round();
   const timer = setInterval(() => void round(), options.intervalMs);
   timer.unref();
