@@ -81,6 +81,26 @@ describe('RoutingTable health (issue 18)', () => {
     assert.equal(t.observe(ten[0]!.id, silent, 4)?.to, 'down');
   });
 
+  // The prober releases a round's held timeouts first failures first (src/servers/edge/prober.ts):
+  // the order decides whether the shortest path's second timeout sees the others' silence.
+  it('holds a second timeout delivered after its round's first timeouts, not before them', () => {
+    const silent = { kind: 'probe-failed', reason: 'no answer', failure: 'timeout' } as const;
+    const [shortest, ...longer] = ['us-east-1', 'us-west-1', 'us-west-2', 'eu-west-1'];
+    const round = (order: 'by deadline' | 'first failures first'): string | undefined => {
+      const t = new RoutingTable(ten, fromSaoPaulo, { fall: 2 }, 0);
+      t.observe(shortest!, silent, 1);
+      if (order === 'by deadline') {
+        const tr = t.observe(shortest!, silent, 2);
+        for (const r of longer) t.observe(r, silent, 2);
+        return tr?.to;
+      }
+      for (const r of longer) t.observe(r, silent, 2);
+      return t.observe(shortest!, silent, 2)?.to;
+    };
+    assert.equal(round('by deadline'), 'down', 'judged alone, the shortest path falls');
+    assert.equal(round('first failures first'), undefined);
+  });
+
   it('ejects a silent region while the others are heard', () => {
     const t = new RoutingTable(ten, fromSaoPaulo, { fall: 2 }, 0);
     const silent = { kind: 'probe-failed', reason: 'no answer', failure: 'timeout' } as const;
