@@ -186,7 +186,7 @@ export class RegionMetrics {
     });
     new Gauge({
       name: 'meridian_clock_offset_seconds',
-      help: "Each reachable peer's clock minus ours, estimated from its replication stream (positive: it is ahead)",
+      help: "Each reachable peer's clock minus ours: the middle of the range its stream messages and acknowledgement round trips bound it to (positive: it is ahead)",
       labelNames: ['peer'],
       registers,
       collect() {
