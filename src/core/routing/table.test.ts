@@ -83,7 +83,7 @@ describe('RoutingTable health (issue 18)', () => {
 
   // The prober releases a round's held timeouts first failures first (src/servers/edge/prober.ts):
   // the order decides whether the shortest path's second timeout sees the others' silence.
-  it('holds a second timeout delivered after its round's first timeouts, not before them', () => {
+  it("holds a second timeout delivered after its round's first timeouts, not before them", () => {
     const silent = { kind: 'probe-failed', reason: 'no answer', failure: 'timeout' } as const;
     const [shortest, ...longer] = ['us-east-1', 'us-west-1', 'us-west-2', 'eu-west-1'];
     const round = (order: 'by deadline' | 'first failures first'): string | undefined => {
