@@ -22,11 +22,11 @@ import {
   type VersionVector,
   versionsEqual,
 } from '../core/version.js';
+import type { HealthCounts } from './checkers/health.js';
 import { ALL_CHECKERS } from './checkers/index.js';
 import { inspectCommit, inspectMessage } from './checkers/residency.js';
 import { faultProfile, faultSchedule, initialSkews } from './faults.js';
 import { computeFigures, type Figures } from './figures.js';
-import type { HealthCounts } from './checkers/health.js';
 import { HealthSim, SIM_HEALTH, STALLS } from './health.js';
 import type { History, LocalChange, OpRecord, TimedFault, Violation } from './history.js';
 import { Network, NO_LINK_FAULTS } from './network.js';
