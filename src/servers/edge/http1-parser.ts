@@ -111,6 +111,8 @@ export function parseHead(
   const [method, url, version] = first as [string, string, string];
   if (!TOKEN.test(method)) throw new Http1Error(400, 'malformed method');
   if (!KNOWN_METHODS.has(method)) throw new Http1Error(501, `method ${method} is not implemented`);
+  // A tunnel, not a request to proxy: llhttp hands CONNECT over as an upgrade, and the edge offers none.
+  if (method === 'CONNECT') throw new Http1Error(501, 'CONNECT (tunnelling) is not supported');
   if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0')
     throw new Http1Error(505, 'HTTP version not supported');
   let target = url;

@@ -311,6 +311,13 @@ describe('createHttp1Server limits (issue 10 rows 5 and 8)', () => {
           400,
         ],
         ['an unknown method', 'FOO / HTTP/1.1\r\nHost: x\r\n\r\n', 501],
+        // Fuzzing seed 1207841313 (case 472): served as a plain request while llhttp refuses it.
+        [
+          'CONNECT (a tunnel) with an origin-form target',
+          'CONNECT /healthz HTTP/1.1\r\nHost: x\r\n\r\n',
+          501,
+        ],
+        ['CONNECT with an authority-form target', 'CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n', 501],
         ['a vertical tab trimmed into a value', 'GET / HTTP/1.1\r\nHost: x\r\nX: \x0ba\r\n\r\n', 400],
       ];
       for (const [what, bytes, status] of cases) {
