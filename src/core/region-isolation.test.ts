@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Change } from './change.js';
 import type { MeridianError } from './errors.js';
-import type { TimerHandle, Timers } from './ports.js';
+import { ManualTimers } from './manual-timers.js';
 import { QUARANTINE_NS, RegionCore, type RegionEvent } from './region.js';
 import { type CommitBatch, MemoryStore } from './store.js';
 import type { CollectionSpec, Json, RegionInfo } from './types.js';
@@ -29,24 +29,6 @@ const collections: CollectionSpec[] = [
 class SerializingStore extends MemoryStore {
   override async commit(batch: CommitBatch): Promise<void> {
     this.applyBatch(JSON.parse(JSON.stringify(batch)) as CommitBatch);
-  }
-}
-
-class ManualTimers implements Timers {
-  private seq = 0;
-  pending = new Map<number, () => void>();
-  setTimeout(fn: () => void): TimerHandle {
-    const id = ++this.seq;
-    this.pending.set(id, fn);
-    return { id };
-  }
-  clearTimeout(h: TimerHandle): void {
-    this.pending.delete((h as { id: number }).id);
-  }
-  fireAll(): void {
-    const fns = [...this.pending.values()];
-    this.pending.clear();
-    for (const f of fns) f();
   }
 }
 

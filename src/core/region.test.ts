@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { MeridianError } from './errors.js';
-import type { TimerHandle, Timers } from './ports.js';
+import { ManualTimers } from './manual-timers.js';
 import { RegionCore } from './region.js';
 import { MemoryStore } from './store.js';
 import type { CollectionSpec, RegionInfo } from './types.js';
@@ -20,25 +20,6 @@ const collections: CollectionSpec[] = [
   { name: 'accounts', policy: 'pinned', replication: { mode: 'sync', acks: 'majority', timeoutMs: 50 } },
   { name: 'eu-profiles', policy: 'pinned', replication: { mode: 'async' }, residency: ['eu-west-1'] },
 ];
-
-/** Manual timers: tests fire them explicitly, so no test waits on wall time. */
-class ManualTimers implements Timers {
-  private seq = 0;
-  pending = new Map<number, () => void>();
-  setTimeout(fn: () => void): TimerHandle {
-    const id = ++this.seq;
-    this.pending.set(id, fn);
-    return { id };
-  }
-  clearTimeout(h: TimerHandle): void {
-    this.pending.delete((h as { id: number }).id);
-  }
-  fireAll(): void {
-    const fns = [...this.pending.values()];
-    this.pending.clear();
-    for (const f of fns) f();
-  }
-}
 
 async function cluster() {
   let now = 1_700_000_000_000;
