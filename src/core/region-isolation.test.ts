@@ -5,9 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { ManualTimers } from '../../test/support/manual-timers.js';
 import type { Change } from './change.js';
 import type { MeridianError } from './errors.js';
-import { ManualTimers } from './manual-timers.js';
 import { QUARANTINE_NS, RegionCore, type RegionEvent } from './region.js';
 import { type CommitBatch, MemoryStore } from './store.js';
 import type { CollectionSpec, Json, RegionInfo } from './types.js';

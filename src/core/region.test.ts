@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { ManualTimers } from '../../test/support/manual-timers.js';
 import type { MeridianError } from './errors.js';
-import { ManualTimers } from './manual-timers.js';
 import { RegionCore } from './region.js';
 import { MemoryStore } from './store.js';
 import type { CollectionSpec, RegionInfo } from './types.js';

@@ -1,5 +1,5 @@
 /** Timers that fire only when told to: for tests that drive a RegionCore without waiting on wall time. */
-import type { TimerHandle, Timers } from './ports.js';
+import type { TimerHandle, Timers } from '../../src/core/ports.js';
 
 /**
  * @example
