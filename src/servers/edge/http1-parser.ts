@@ -279,24 +279,14 @@ export class RequestParser {
         case Phase.Head:
           i = this.scanHead(buf, i);
           break;
-        case Phase.Length: {
-          const n = Math.min(this.remaining, end - i);
-          this.bodyParts.push(buf.subarray(i, i + n));
-          this.bodyBytes += n;
-          this.remaining -= n;
-          i += n;
+        case Phase.Length:
+          i = this.takeBody(buf, i, end);
           if (this.remaining === 0) this.finish();
           break;
-        }
-        case Phase.ChunkData: {
-          const n = Math.min(this.remaining, end - i);
-          this.bodyParts.push(buf.subarray(i, i + n));
-          this.bodyBytes += n;
-          this.remaining -= n;
-          i += n;
+        case Phase.ChunkData:
+          i = this.takeBody(buf, i, end);
           if (this.remaining === 0) this.phase = Phase.ChunkDataCr;
           break;
-        }
         default:
           this.chunkByte(buf[i]!);
           i++;
@@ -305,6 +295,15 @@ export class RequestParser {
     // A finished request resets `seen`: the bytes after it belong to the next one.
     if (this.done === undefined) this.seen += i - from;
     return i;
+  }
+
+  /** Takes up to `remaining` body bytes (of a Content-Length body or of one chunk) from `i`. */
+  private takeBody(buf: Buffer, i: number, end: number): number {
+    const n = Math.min(this.remaining, end - i);
+    this.bodyParts.push(buf.subarray(i, i + n));
+    this.bodyBytes += n;
+    this.remaining -= n;
+    return i + n;
   }
 
   /**
