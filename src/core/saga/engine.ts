@@ -12,11 +12,11 @@ import type { KvRead } from '../region.js';
 import type { KvRecord } from '../store.js';
 import type { Json, RegionId } from '../types.js';
 import {
-  backoffMs,
   DEFAULT_RETRY,
   describeError,
   isPermanent,
   type RetryPolicy,
+  retryDelayMs,
   StepTimeout,
 } from './retry.js';
 import {
@@ -346,7 +346,7 @@ export class SagaEngine {
         }
         this.note(saga, 'retry', rec.name, rec.attempts, rec.error);
         await this.persist(saga);
-        await this.sleep(backoffMs(this.retry, rec.attempts, this.opts.random));
+        await this.sleep(retryDelayMs(this.retry, rec.attempts, this.opts.random));
       }
     }
   }
@@ -382,7 +382,7 @@ export class SagaEngine {
           return this.stuck(saga, rec, `settle failed: ${describeError(e)}`);
         }
         this.note(saga, 'settle retry', rec.name, attempt, describeError(e));
-        await this.sleep(backoffMs(this.retry, attempt, this.opts.random));
+        await this.sleep(retryDelayMs(this.retry, attempt, this.opts.random));
       }
     }
   }
@@ -422,7 +422,7 @@ export class SagaEngine {
         }
         this.note(saga, 'compensation retry', rec.name, rec.compensationAttempts, rec.error);
         await this.persist(saga);
-        await this.sleep(backoffMs(this.retry, rec.compensationAttempts, this.opts.random));
+        await this.sleep(retryDelayMs(this.retry, rec.compensationAttempts, this.opts.random));
       }
     }
   }

@@ -1,4 +1,5 @@
-/** Retry policy of saga steps: exponential backoff with full jitter, and which failures are worth retrying. */
+/** Retry policy of saga steps: how often and how long to retry (with the core's backoff), and which failures are worth retrying. */
+import { backoffMs } from '../backoff.js';
 import { isMeridianError } from '../errors.js';
 import type { Random } from '../ports.js';
 
@@ -21,13 +22,9 @@ export const DEFAULT_RETRY: RetryPolicy = {
   stepTimeoutMs: 5000,
 };
 
-/**
- * "Full jitter" (AWS Architecture Blog, 2015): uniform in [0, min(max, base * 2^(attempt-1))], which
- * spreads retries of many sagas that failed together better than equal or decorrelated jitter.
- */
-export function backoffMs(policy: RetryPolicy, attempt: number, random: Random): number {
-  const cap = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, attempt - 1));
-  return Math.floor(random.next() * cap);
+/** The delay before a step's `attempt`-th retry: the core's one backoff (full jitter) under this policy. */
+export function retryDelayMs(policy: RetryPolicy, attempt: number, random: Random): number {
+  return backoffMs({ baseMs: policy.baseDelayMs, maxMs: policy.maxDelayMs }, attempt, random);
 }
 
 /** A step's failure with an explicit verdict; other errors are classified by retryable(). */
