@@ -98,3 +98,54 @@ export function requiredAcks(spec: CollectionSpec, regions: readonly RegionId[])
   if (acks === 'majority') return Math.floor(n / 2); // majority of n counting the origin, minus the origin
   return Math.min(acks, n - 1);
 }
+
+/**
+ * The home of a pinned key that no region has seen yet: rendezvous (highest random weight) hashing
+ * of the key over the regions that may hold the collection. Every region computes the same answer
+ * from the same configuration, so exactly one region accepts a key's first write and the others
+ * answer 421 naming it: the home is decided before any region accepts the write, not by whichever
+ * region takes it first (two regions taking the same first write would both claim the key, and
+ * last-writer-wins would drop one of them). The order of the region list does not matter, and
+ * adding or removing a region moves only the new keys that would have been, or were, homed there.
+ * The hash is part of the data contract: changing it re-homes keys that are not written yet.
+ * @example
+ * homeOfNewKey({ name: 'profiles', policy: 'pinned', replication: { mode: 'async' } }, ['us-east-1', 'eu-west-1'], 'alice')
+ * // -> the same region on every node, e.g. 'eu-west-1'
+ */
+export function homeOfNewKey(spec: CollectionSpec, regions: readonly RegionId[], key: string): RegionId {
+  const allowed = spec.residency ? regions.filter((r) => spec.residency!.includes(r)) : regions;
+  let best: RegionId | undefined;
+  let bestWeight = -1;
+  const keyHash = fnv1a(key, FNV_OFFSET);
+  for (const r of allowed) {
+    const w = mix32(fnv1a(r, keyHash));
+    if (w > bestWeight || (w === bestWeight && best !== undefined && r < best)) {
+      best = r;
+      bestWeight = w;
+    }
+  }
+  if (best === undefined) throw new MeridianError('bad_request', `collection '${spec.name}' has no region`);
+  return best;
+}
+
+const FNV_OFFSET = 0x811c9dc5;
+
+/** FNV-1a over UTF-16 code units, continuing from `h`. */
+function fnv1a(s: string, h: number): number {
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  // A separator, so that ('ab', 'c') and ('a', 'bc') hash apart.
+  return Math.imul(h ^ 0xff, 0x01000193) >>> 0;
+}
+
+/** MurmurHash3's finalizer: FNV's low bits are weak, and the weights must be uniform. */
+function mix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b) >>> 0;
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35) >>> 0;
+  h ^= h >>> 16;
+  return h >>> 0;
+}
