@@ -4,6 +4,7 @@ import { counters } from './counters.js';
 import { lww } from './lww.js';
 import { monotonicReads } from './monotonic-reads.js';
 import { pinned } from './pinned.js';
+import { readValidity } from './read-validity.js';
 import { readYourWrites } from './read-your-writes.js';
 import { residency } from './residency.js';
 import { sets } from './sets.js';
@@ -18,6 +19,7 @@ export const ALL_CHECKERS: readonly Checker[] = [
   counters,
   sets,
   readYourWrites,
+  readValidity,
   monotonicReads,
   pinned,
   lww,

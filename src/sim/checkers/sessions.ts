@@ -30,18 +30,26 @@ interface WriteIndex {
   sessions: { token: boolean; ops: OpRecord[] }[];
 }
 
-const cache = new WeakMap<
-  History,
-  { opCount: number; results: Map<boolean, SessionAnomaly[]>; index?: WriteIndex }
->();
+interface Cached {
+  opCount: number;
+  results: Map<boolean, SessionAnomaly[]>;
+  index?: WriteIndex;
+}
 
-/** Anomalies of every session (token-carrying or not, as asked); computed once per history. */
-export function sessionAnomalies(h: History, tokenSessions: boolean): SessionAnomaly[] {
+const cache = new WeakMap<History, Cached>();
+
+function cached(h: History): Cached {
   let c = cache.get(h);
   if (!c || c.opCount !== h.ops.length) {
     c = { opCount: h.ops.length, results: new Map() };
     cache.set(h, c);
   }
+  return c;
+}
+
+/** Anomalies of every session (token-carrying or not, as asked); computed once per history. */
+export function sessionAnomalies(h: History, tokenSessions: boolean): SessionAnomaly[] {
+  const c = cached(h);
   let r = c.results.get(tokenSessions);
   if (!r) {
     // Both kinds of session (asked for by the checkers and by the figures) share one index.
@@ -50,6 +58,13 @@ export function sessionAnomalies(h: History, tokenSessions: boolean): SessionAno
     c.results.set(tokenSessions, r);
   }
   return r;
+}
+
+/** Every committed register value (values are unique per write) and the change that wrote it. */
+export function registerWrites(h: History): ReadonlyMap<string, LocalChange> {
+  const c = cached(h);
+  c.index ??= writeIndex(h);
+  return c.index.writes;
 }
 
 function writeIndex(h: History): WriteIndex {
@@ -116,9 +131,21 @@ function computeAnomalies(h: History, tokenSessions: boolean, index: WriteIndex)
             };
           }
         } else if (op.kind === 'get') {
-          if (typeof op.answer === 'string') {
-            const w = writes.get(op.answer);
-            if (w) now = { t: 'reg', hlc: w.hlc, origin: w.origin, deleted: false, op, byWrite: false };
+          if (op.answer !== undefined) {
+            const w = typeof op.answer === 'string' ? writes.get(op.answer) : undefined;
+            if (w && w.collection === op.collection && w.key === op.key) {
+              now = { t: 'reg', hlc: w.hlc, origin: w.origin, deleted: false, op, byWrite: false };
+            } else if (prev?.t === 'reg') {
+              // A value no write of this key produced cannot be placed after what the session saw:
+              // the read lost it (read-validity reports the value itself, session or not).
+              out.push({
+                kind: prev.byWrite ? 'read-your-writes' : 'monotonic-reads',
+                read: op,
+                before: prev.op,
+                detail: `read returned ${JSON.stringify(op.answer)}, which no committed write of this key produced, after the session ${prev.byWrite ? 'wrote' : 'read'} ${prev.hlc}@${prev.origin}`,
+              });
+              continue;
+            }
           } else if (op.answer === undefined && prev?.t === 'reg' && !prev.deleted) {
             // Absent: fine only if some delete of the key is newer than what the session saw.
             const newer = (deletes.get(`${op.collection}\u0000${op.key}`) ?? []).some(
