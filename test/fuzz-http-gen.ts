@@ -5,17 +5,12 @@
  * depth), serialized with a correct Content-Length.
  */
 import fc from 'fast-check';
+import { Prng } from '../src/core/random.js';
 
-/** mulberry32: small, seeded, good enough to pick bytes. */
+/** Seeded uniform numbers in [0, 1): the core's one PRNG (src/core/random.ts), as a function. */
 export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const p = new Prng(seed >>> 0);
+  return () => p.next();
 }
 
 type Rnd = () => number;

@@ -1,8 +1,9 @@
 /**
- * Seeded pseudo-random numbers for the simulator (sfc32 seeded through splitmix32). Never
- * Math.random: the same seed must give the same run, byte for byte.
+ * The one PRNG: sfc32 seeded through splitmix32. The simulator seeds it from the run's seed, so the
+ * same seed gives the same run byte for byte; a node seeds it once from the OS (adapters/system.ts).
+ * Pure and deterministic, so it lives in the core.
  */
-import type { Random } from '../core/ports.js';
+import type { Random } from './ports.js';
 
 function splitmix32(state: number): () => number {
   let s = state >>> 0;

@@ -181,6 +181,26 @@ export class VirtualTime {
     });
   }
 
+  /** Runs every event due in the next `ms` milliseconds. */
+  runFor(ms: number): Promise<void> {
+    return this.runUntil(this.nowMs + ms);
+  }
+
+  /**
+   * Runs time forward `stepMs` at a time until `done()` holds (checked between steps, so it may
+   * read simulated storage), or throws once `maxMs` of virtual time passed without it.
+   *
+   * @example
+   * await time.waitFor(async () => (await engine.get('s1'))?.status === 'completed');
+   */
+  async waitFor(done: () => boolean | Promise<boolean>, maxMs = 600_000, stepMs = 10): Promise<void> {
+    const endMs = this.nowMs + maxMs;
+    while (!(await done())) {
+      if (this.nowMs >= endMs) throw new Error(`condition not reached within ${maxMs} ms of virtual time`);
+      await this.runUntil(Math.min(endMs, this.nowMs + stepMs));
+    }
+  }
+
   /** A Clock reading virtual time plus a per-region skew (which faults may change at any time). */
   clock(skew: { ms: number }): Clock {
     return {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { seededRandom, VirtualTime } from '../../sim/saga/virtual-time.js';
+import { ALWAYS, VirtualTime } from '../../sim/time.js';
 import { MeridianError } from '../errors.js';
+import { Prng } from '../random.js';
 import { RegionCore } from '../region.js';
 import { MemoryStore } from '../store.js';
 import type { Json } from '../types.js';
@@ -11,21 +12,23 @@ import type { SagaDefinition, SagaStep, StepContext } from './types.js';
 
 async function setup() {
   const vt = new VirtualTime();
+  const clock = vt.clock({ ms: 0 });
+  const timers = vt.timers(ALWAYS);
   const core = await RegionCore.open({
     region: 'us-east-1',
     regions: [{ id: 'us-east-1', lat: 0, lon: 0 }],
     collections: [],
     store: new MemoryStore(),
-    clock: vt,
-    timers: vt.timers,
+    clock,
+    timers,
   });
   const engine = (defs: SagaDefinition[]) =>
     new SagaEngine({
       region: 'us-east-1',
       kv: core,
-      clock: vt,
-      timers: vt.timers,
-      random: seededRandom(1),
+      clock,
+      timers,
+      random: new Prng(1),
       definitions: defs,
       retry: { maxAttempts: 3, baseDelayMs: 100, maxDelayMs: 1000, stepTimeoutMs: 500 },
     });
@@ -61,7 +64,7 @@ describe('saga engine', () => {
     const { saga, created } = await e.start('t', { x: 1 }, { id: 's1' });
     assert.equal(created, true);
     assert.equal(saga.status, 'running');
-    await vt.runUntil(async () => (await e.get('s1'))?.status === 'completed');
+    await vt.waitFor(async () => (await e.get('s1'))?.status === 'completed');
     assert.deepEqual(log, ['a s1:a #1', 'b s1:b #1']);
     const rec = (await core.getKv(SAGA_NS, 's1'))?.value as { steps: { status: string; result: Json }[] };
     assert.deepEqual(
@@ -86,13 +89,13 @@ describe('saga engine', () => {
     const { vt, engine } = await setup();
     const log: string[] = [];
     const e = engine([{ type: 't', steps: [scripted('a', ['retry', 'retry', 'ok'], log)] }]);
-    const t0 = vt.nowMs();
+    const t0 = vt.nowMs;
     await e.start('t', null, { id: 's' });
-    await vt.runUntil(async () => (await e.get('s'))?.status === 'completed');
+    await vt.waitFor(async () => (await e.get('s'))?.status === 'completed');
     assert.deepEqual(log, ['a s:a #1', 'a s:a #2', 'a s:a #3']);
     const h = (await e.get('s'))!.history.map((x) => x.event);
     assert.deepEqual(h.filter((x) => x === 'retry').length, 2);
-    assert.ok(vt.nowMs() - t0 <= 100 + 200, 'full jitter stays under the exponential cap');
+    assert.ok(vt.nowMs - t0 <= 100 + 200, 'full jitter stays under the exponential cap');
   });
 
   it('compensates done steps in reverse order after a refusal; the refused step is not compensated', async () => {
@@ -105,7 +108,7 @@ describe('saga engine', () => {
       },
     ]);
     await e.start('t', null, { id: 's' });
-    await vt.runUntil(async () => (await e.get('s'))?.status === 'compensated');
+    await vt.waitFor(async () => (await e.get('s'))?.status === 'compensated');
     assert.deepEqual(log, [
       'a s:a #1',
       'b s:b #1',
@@ -126,7 +129,7 @@ describe('saga engine', () => {
       { type: 't', steps: [scripted('a', [], log, []), scripted('b', ['hang', 'hang', 'hang'], log, [])] },
     ]);
     await e.start('t', null, { id: 's' });
-    await vt.runUntil(async () => (await e.get('s'))?.status === 'compensated');
+    await vt.waitFor(async () => (await e.get('s'))?.status === 'compensated');
     const s = (await e.get('s'))!;
     assert.equal(s.steps[1]!.attempts, 3);
     assert.match(s.steps[1]!.error ?? '', /timed out after 500 ms/);
@@ -141,7 +144,7 @@ describe('saga engine', () => {
     b.settle = async () => ({ applied: true, result: 'late' });
     const e = engine([{ type: 't', steps: [scripted('a', [], log, []), b, scripted('c', [], log)] }]);
     await e.start('t', null, { id: 's' });
-    await vt.runUntil(async () => (await e.get('s'))?.status === 'completed');
+    await vt.waitFor(async () => (await e.get('s'))?.status === 'completed');
     assert.equal((await e.get('s'))!.steps[1]!.result, 'late');
   });
 
@@ -158,7 +161,7 @@ describe('saga engine', () => {
       },
     ]);
     await e.start('t', null, { id: 's' });
-    await vt.runUntil(async () => (await e.get('s'))?.status === 'compensated');
+    await vt.waitFor(async () => (await e.get('s'))?.status === 'compensated');
     assert.equal((await e.get('s'))!.steps[0]!.compensationAttempts, 5);
   });
 
@@ -169,7 +172,7 @@ describe('saga engine', () => {
       { type: 't', steps: [scripted('a', [], log, ['refuse']), scripted('b', ['refuse'], log)] },
     ]);
     await e.start('t', null, { id: 's' });
-    await vt.runUntil(async () => (await e.get('s'))?.status === 'stuck');
+    await vt.waitFor(async () => (await e.get('s'))?.status === 'stuck');
     const s = (await e.get('s'))!;
     assert.match(s.steps[0]!.error ?? '', /compensation failed/);
     assert.deepEqual(
@@ -197,7 +200,7 @@ describe('saga engine', () => {
     assert.equal((await first.get('s'))!.status, 'running', 'a stopped engine writes nothing more');
     const second = engine(defs(false));
     assert.equal(await second.resume(), 1);
-    await vt.runUntil(async () => (await second.get('s'))?.status === 'completed');
+    await vt.waitFor(async () => (await second.get('s'))?.status === 'completed');
     assert.deepEqual(log, ['a s:a #1', 'b s:b #1', 'b s:b #1']);
     assert.ok((await second.get('s'))!.history.some((h) => h.event === 'resumed'));
   });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { seededRandom, VirtualTime } from '../../sim/saga/virtual-time.js';
+import { ALWAYS, VirtualTime } from '../../sim/time.js';
+import { Prng } from '../random.js';
 import { RegionCore } from '../region.js';
 import { MemoryStore } from '../store.js';
 import type { CollectionSpec } from '../types.js';
@@ -21,22 +22,24 @@ const accounts: CollectionSpec = {
 
 async function region(id: string) {
   const vt = new VirtualTime();
+  const clock = vt.clock({ ms: 0 });
+  const timers = vt.timers(ALWAYS);
   const store = new MemoryStore();
   const core = await RegionCore.open({
     region: id,
     regions,
     collections: [accounts],
     store,
-    clock: vt,
-    timers: vt.timers,
+    clock,
+    timers,
   });
   const never = { apply: () => new Promise<never>(() => {}), fence: () => new Promise<never>(() => {}) };
   const engine = new SagaEngine({
     region: id,
     kv: core,
-    clock: vt,
-    timers: vt.timers,
-    random: seededRandom(1),
+    clock,
+    timers,
+    random: new Prng(1),
     definitions: [transferSaga(never as never)],
     retry: { maxAttempts: 1, baseDelayMs: 100, maxDelayMs: 100, stepTimeoutMs: 100 },
   });
