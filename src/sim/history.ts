@@ -80,6 +80,9 @@ export type FaultEvent =
   | { kind: 'skew'; region: RegionId; skewMs: number }
   | { kind: 'slow-disk'; region: RegionId; fsyncMs: number; durationMs: number }
   | { kind: 'compact'; region: RegionId; keep: number; force: boolean }
+  | { kind: 'delay-spike'; region: RegionId; extraMs: number; durationMs: number }
+  | { kind: 'disk-fail'; region: RegionId; failRate: number; durationMs: number }
+  | { kind: 'torn-fsync'; region: RegionId; durationMs: number }
   | { kind: 'heal-all' };
 
 export interface TimedFault {

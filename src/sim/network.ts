@@ -1,21 +1,33 @@
 /**
  * The simulated WAN between regions: one-way delay = RTT/2 from the region table, with jitter,
- * loss, duplication, reordering and partitions (symmetric or one-way). Every message passes one
+ * loss, duplication, reordering, delay spikes and partitions (symmetric or one-way). Every message passes one
  * inspection hook before it leaves, so checkers can see all traffic.
  */
-import type { Change } from '../core/change.js';
-import type { Snapshot } from '../core/store.js';
+import type { AckAnswer, AckBody, StreamMessage, StreamRequest } from '../core/replication/protocol.js';
 import type { RegionId } from '../core/types.js';
-import type { VersionVector } from '../core/version.js';
 import type { Prng } from './random.js';
 import type { VirtualTime } from './time.js';
 
-/** Region-to-region messages of the pull protocol. */
+/**
+ * One message of a replication stream in flight: the core's stream message as it is, with the
+ * stream it belongs to and its position in it (`n`, from 0), as TCP numbers its segments.
+ */
+export type StreamSegment = {
+  [K in StreamMessage['t']]: Extract<StreamMessage, { t: K }> & { type: K; stream: number; n: number };
+}[StreamMessage['t']];
+
+/**
+ * Region-to-region messages: the replication driver's (src/core/replication) streams and
+ * acknowledgements as the simulator's transport (replication-transport.ts) carries them.
+ */
 export type Message =
-  | { type: 'pull'; reqId: number; have: VersionVector }
-  | { type: 'changes'; reqId: number; changes: Change[] }
-  | { type: 'snapshot'; reqId: number; snapshot: Snapshot; omitted: string[] }
-  | { type: 'ack'; version: VersionVector };
+  /** A receiver opens a stream from the peer (the node's GET /internal/v1/stream). */
+  | { type: 'open'; stream: number; request: StreamRequest }
+  | StreamSegment
+  /** Either end ends a stream (FIN or RST; also sent for a crashed process by its host). */
+  | { type: 'close'; stream: number; opener: RegionId; reason: string }
+  | { type: 'ack'; reqId: number; body: AckBody }
+  | { type: 'ack-answer'; reqId: number; answer: AckAnswer };
 
 export interface Envelope {
   from: RegionId;
@@ -50,13 +62,15 @@ export interface NetworkStats {
   partitioned: number;
   duplicated: number;
   reordered: number;
+  /** Messages delayed by a delay spike at either end. */
+  spiked: number;
 }
 
 /**
  * @example
  * const net = new Network(time, rng.fork('net'), (a, b) => table.oneWayMs(a, b), faults);
  * net.onDeliver = (env) => regions.get(env.to)!.receive(env);
- * net.send('us-east-1', 'eu-west-1', { type: 'ack', version: {} });
+ * net.send('us-east-1', 'eu-west-1', { type: 'close', stream: 1, opener: 'us-east-1', reason: 'done' });
  */
 export class Network {
   onDeliver: (env: Envelope) => void = () => {};
@@ -68,12 +82,15 @@ export class Network {
     partitioned: 0,
     duplicated: 0,
     reordered: 0,
+    spiked: 0,
   };
   /**
    * Directed links cut by partitions (from -> to -> how many partitions cut it; they may overlap).
    * Two levels so that checking a link, done for every message twice, builds no key string.
    */
   private readonly cut = new Map<RegionId, Map<RegionId, number>>();
+  /** Extra one-way delay of every message to or from a region during its delay spikes (summed). */
+  private readonly spikeMs = new Map<RegionId, number>();
 
   constructor(
     private readonly time: VirtualTime,
@@ -82,23 +99,28 @@ export class Network {
     public faults: LinkFaults,
   ) {}
 
-  send(from: RegionId, to: RegionId, msg: Message): void {
+  /**
+   * Sends one message; false when it was lost or cut at once (a sender modelling TCP retransmits
+   * then). A message cut while in flight is dropped later, unseen by the sender.
+   */
+  send(from: RegionId, to: RegionId, msg: Message): boolean {
     const env: Envelope = { from, to, msg };
     this.stats.sent++;
     this.onSend(env);
     if (this.isCut(from, to)) {
       this.stats.partitioned++;
-      return;
+      return false;
     }
     if (this.rng.chance(this.faults.lossRate)) {
       this.stats.lost++;
-      return;
+      return false;
     }
     this.schedule(env);
     if (this.rng.chance(this.faults.dupRate)) {
       this.stats.duplicated++;
       this.schedule(env);
     }
+    return true;
   }
 
   private schedule(env: Envelope): void {
@@ -108,6 +130,13 @@ export class Network {
     if (this.rng.chance(f.reorderRate)) {
       this.stats.reordered++;
       delay += this.rng.next() * f.reorderMaxMs;
+    }
+    if (this.spikeMs.size > 0) {
+      const extra = (this.spikeMs.get(env.from) ?? 0) + (this.spikeMs.get(env.to) ?? 0);
+      if (extra > 0) {
+        this.stats.spiked++;
+        delay += extra * (0.5 + this.rng.next());
+      }
     }
     this.time.after(Math.max(1, delay), () => {
       // A link cut while the message was in flight drops it, as a real cut would.
@@ -136,6 +165,18 @@ export class Network {
 
   healAll(): void {
     this.cut.clear();
+    this.spikeMs.clear();
+  }
+
+  /** Every message to or from `region` takes about `extraMs` longer (half to 1.5 times), until `unspike`. */
+  spike(region: RegionId, extraMs: number): void {
+    this.spikeMs.set(region, (this.spikeMs.get(region) ?? 0) + extraMs);
+  }
+
+  unspike(region: RegionId, extraMs: number): void {
+    const left = (this.spikeMs.get(region) ?? 0) - extraMs;
+    if (left > 0) this.spikeMs.set(region, left);
+    else this.spikeMs.delete(region);
   }
 
   private adjust(from: readonly RegionId[], to: readonly RegionId[], oneWay: boolean, by: number): void {

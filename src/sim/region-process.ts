@@ -11,7 +11,7 @@ import type { CollectionSpec, RegionId, RegionInfo } from '../core/types.js';
 import type { VersionVector } from '../core/version.js';
 import type { Envelope, Message, Network } from './network.js';
 import type { Prng } from './random.js';
-import { type DiskOptions, DurableState, SimStore } from './storage.js';
+import { DiskFaults, type DiskOptions, DurableState, SimStore } from './storage.js';
 import type { Owner, VirtualTime } from './time.js';
 
 export interface ReplicationOptions {
@@ -95,6 +95,8 @@ export class RegionProcess {
   fsyncMs: [number, number] = [1, 4];
   slowFsyncMs = 0;
   slowUntilMs = 0;
+  /** Failing-disk episodes, torn fsync windows and failed commits (the disk outlives crashes). */
+  readonly diskFaults: DiskFaults;
   owner: Owner = { alive: false };
   incarnation = 0;
   private loops = new Map<RegionId, PullLoop>();
@@ -103,7 +105,9 @@ export class RegionProcess {
   constructor(
     readonly id: RegionId,
     private readonly deps: RegionProcessDeps,
-  ) {}
+  ) {
+    this.diskFaults = new DiskFaults(deps.rng.fork('disk-faults'));
+  }
 
   /** Opens (or reopens after a crash) the core over the durable state, then starts replicating. */
   async start(): Promise<void> {
@@ -115,6 +119,7 @@ export class RegionProcess {
     this.status = 'starting';
     const store = new SimStore(this.disk, d.time, owner, {
       fsyncMs: () => this.drawFsyncMs(),
+      faults: this.diskFaults,
       freeze: d.freeze ?? false,
       onDurable: (batch, before) => d.onDurable(this.id, batch, before),
       onSubmit: (batch) => d.onSubmit(this.id, batch),

@@ -3,7 +3,7 @@
  * the checker, a short excerpt of the history around it and the command that replays it. Nothing
  * here reads the wall clock, so the same seed prints the same bytes.
  */
-import { describeFault } from './faults.js';
+import { describeFault, faultMixFor } from './faults.js';
 import type { Figures } from './figures.js';
 import type { OpRecord, Violation } from './history.js';
 import type { RunResult, SimOptions } from './simulator.js';
@@ -98,6 +98,11 @@ export function header(o: SimOptions): string {
   return `meridian sim: seed ${o.seed}, regions ${o.regions.join(',')}, ${fmtDuration(o.durationMs)}, faults ${o.faults}, workload ${o.workload}, ${o.opsPerSec} ops/s, sync acks ${syncAcksFor(o.seed, o.regions.length)}`;
 }
 
+/** The fault mix of a run, one line: what `--faults random` drew for this seed (the same on replay). */
+export function mixLine(o: SimOptions): string {
+  return `fault mix: ${faultMixFor(o.faults, o.seed).describe}`;
+}
+
 export function figureRows(f: Figures): (string | number)[][] {
   const rows: (string | number)[][] = [
     ['operations', f.ops.total],
@@ -124,8 +129,8 @@ export function figureRows(f: Figures): (string | number)[][] {
         : 'no region lost',
     ],
     [
-      'messages sent / lost / cut / duplicated / reordered',
-      `${f.network.sent} / ${f.network.lost} / ${f.network.partitioned} / ${f.network.duplicated} / ${f.network.reordered}`,
+      'messages sent / lost / cut / duplicated / reordered / spiked',
+      `${f.network.sent} / ${f.network.lost} / ${f.network.partitioned} / ${f.network.duplicated} / ${f.network.reordered} / ${f.network.spiked}`,
     ],
     [
       'faults',
@@ -142,8 +147,13 @@ export function figureRows(f: Figures): (string | number)[][] {
 
 /** The full report of one run. */
 export function runReport(r: RunResult, checkerNames: readonly string[]): string {
-  const out: string[] = [header(r.options), ''];
-  out.push(table(['figure', 'value'], figureRows(r.figures)), '');
+  const out: string[] = [header(r.options), mixLine(r.options), ''];
+  const rows = figureRows(r.figures);
+  rows.splice(rows.length - 3, 0, [
+    'commits failed / torn (of which on disk)',
+    `${r.disk.failed} / ${r.disk.torn} (${r.disk.tornLanded})`,
+  ]);
+  out.push(table(['figure', 'value'], rows), '');
   out.push(
     table(
       ['replication link', 'changes', 'lag p50 ms', 'lag p99 ms', 'max ms'],
@@ -171,6 +181,7 @@ export function violationReport(r: RunResult, v: Violation): string[] {
   return [
     `VIOLATION of ${v.checker} (seed ${r.options.seed})`,
     `  ${v.message}`,
+    `  ${mixLine(r.options)}`,
     '  history:',
     ...excerpt(r, v).map((l) => `    ${l}`),
     `  replay: ${replayCommand(r.options)}`,

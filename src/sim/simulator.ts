@@ -25,7 +25,7 @@ import {
 import type { HealthCounts } from './checkers/health.js';
 import { ALL_CHECKERS } from './checkers/index.js';
 import { inspectCommit, inspectMessage } from './checkers/residency.js';
-import { faultProfile, faultSchedule, initialSkews } from './faults.js';
+import { type FaultProfile, faultMixFor, faultSchedule, initialSkews } from './faults.js';
 import { computeFigures, type Figures } from './figures.js';
 import { HealthSim, SIM_HEALTH, STALLS } from './health.js';
 import type { History, LocalChange, OpRecord, TimedFault, Violation } from './history.js';
@@ -33,6 +33,7 @@ import { Network, NO_LINK_FAULTS } from './network.js';
 import { Prng } from './random.js';
 import { DEFAULT_REPLICATION, RegionProcess } from './region-process.js';
 import { fmtMs } from './report.js';
+import { isDiskError } from './storage.js';
 import { VirtualTime } from './time.js';
 import {
   type OpPlan,
@@ -51,7 +52,7 @@ export interface SimOptions {
   seed: number;
   regions: RegionId[];
   durationMs: number;
-  /** A fault profile name (faults.ts). */
+  /** A fault preset name, or `random` for a mix drawn from the seed (faults.ts). */
   faults: string;
   /** A workload name (workload.ts). */
   workload: string;
@@ -85,6 +86,10 @@ export interface RunResult {
   notes: string[];
   /** What the health checker saw, when the run had edges' health checks (`health`). */
   health?: HealthCounts;
+  /** The fault mix the run used (a preset, or the one `random` drew for this seed). */
+  faultMix: FaultProfile;
+  /** Commits the simulated disks failed, and torn ones (told they failed; `landed` reached the disk). */
+  disk: { failed: number; torn: number; tornLanded: number };
 }
 
 const SYNC_TIMEOUT_MS = 1500;
@@ -111,6 +116,10 @@ export async function simulate(options: SimOptions): Promise<RunResult> {
 
 interface SessionState {
   session: Session;
+  /** The user's cookies (the edge's sticky and version cookies), kept as a browser keeps them. */
+  cookies: CookieJar;
+  /** The request the user is waiting on (one at a time). */
+  flight: Flight | undefined;
   version: VersionVector;
   /** The Meridian-Version token the session carries, and what it decodes to (sent as minVersion). */
   token: string | undefined;
@@ -121,6 +130,28 @@ interface SessionState {
   /** Issues the session's next operation (built once: scheduled after every operation). */
   next: () => void;
 }
+
+/** One user request through its edge: each region it is sent to is one op of the history. */
+interface Flight {
+  plan: OpPlan;
+  edge: SimEdge;
+  routed: RoutedRequest;
+  /** The op of the region the edge is waiting on (an earlier one's late answer is ignored). */
+  op: OpRecord | undefined;
+  /** How long the edge waits for a region's answer before it gives up on it. */
+  budgetMs: number;
+}
+
+/** The method a user sends for each kind of operation (POSTs carry no idempotency key: no retry). */
+const METHODS: Record<OpKind, SimRequest['method']> = {
+  get: 'GET',
+  put: 'PUT',
+  delete: 'DELETE',
+  increment: 'POST',
+  add: 'POST',
+  remove: 'POST',
+  clear: 'DELETE',
+};
 
 class Simulation {
   readonly time = new VirtualTime();
@@ -140,8 +171,16 @@ class Simulation {
   readonly counts = { conflicts: 0, clockSkew: 0, syncTimeouts: 0, snapshots: 0, clientTimeouts: 0 };
   readonly notes: string[] = [];
   private readonly schedule: TimedFault[];
-  private health: HealthSim | undefined;
+  private readonly health: HealthSim;
+  private readonly healthChecked: boolean;
+  /** One virtual edge per client region. */
+  private readonly edges = new Map<RegionId, SimEdge>();
+  private readonly pathRng: Prng;
+  private readonly oneWayMs: (a: RegionId, b: RegionId) => number;
+  /** When the edges have probed every region once and users start. */
+  private readonly edgeReadyMs: number;
   private readonly baseLink;
+  private readonly mix: FaultProfile;
 
   constructor(readonly options: SimOptions) {
     const o = options;
@@ -155,7 +194,8 @@ class Simulation {
     });
     this.collections = simCollections(o.regions, SYNC_TIMEOUT_MS, syncAcksFor(o.seed, o.regions.length));
     for (const c of this.collections) this.specs.set(c.name, c);
-    const profile = faultProfile(o.faults);
+    const profile = faultMixFor(o.faults, o.seed);
+    this.mix = profile;
     this.baseLink = profile.link;
     this.net = new Network(this.time, this.rng.fork('network'), (a, b) => table.oneWayMs(a, b), profile.link);
     this.schedule = faultSchedule(profile, o.regions, o.durationMs, this.rng.fork('faults'));
@@ -200,13 +240,16 @@ class Simulation {
         log: (line) => this.note(line),
       });
       proc.skew.ms = skews.get(r) ?? 0;
+      proc.diskFaults.commitFailRate = profile.commitFailRate;
       this.procs.set(r, proc);
       this.fifo.set(r, []);
       this.inflight.set(r, new Set());
     }
     this.net.onDeliver = (env) => this.procs.get(env.to)?.receive(env);
     this.net.onSend = (env) => inspectMessage(this.history, env, this.time.nowMs);
-    if (o.health || Object.keys(o.healthBugs ?? {}).length > 0) {
+    this.healthChecked = o.health === true || Object.keys(o.healthBugs ?? {}).length > 0;
+    {
+      // Always: the edges route on its tables; its checker is only reported with `health`.
       this.health = new HealthSim(
         this.time,
         this.rng.fork('health'),
@@ -222,21 +265,26 @@ class Simulation {
         },
       );
     }
+    const edgeRng = this.rng.fork('edges');
+    for (const r of o.regions) {
+      this.edges.set(r, new SimEdge(r, this.health.table(r), this.time, edgeRng.fork(r)));
+    }
+    this.pathRng = edgeRng.fork('paths');
+    this.oneWayMs = (a, b) => table.oneWayMs(a, b);
+    // The edge answers nobody before its first probe round (as startEdge waits for it).
+    let farthestMs = 0;
+    for (const a of o.regions) for (const b of o.regions) farthestMs = Math.max(farthestMs, table.oneWayMs(a, b));
+    this.edgeReadyMs = SIM_HEALTH.intervalMs + 2 * farthestMs + 10;
   }
 
   /**
-   * A put's options: its home, and for the resident collection a kv record about the document beside
-   * it (as a stored idempotency answer is), so that the residency checker sees kv records travel.
+   * A put's options: none (users name no home: the lab's traffic and the edge send none), and for
+   * the resident collection a kv record about the document beside it (as a stored idempotency answer
+   * is), so that the residency checker sees kv records travel.
    */
-  private putOptions(
-    collection: string,
-    key: string,
-    value: string,
-    home: RegionId | undefined,
-  ): WriteOptions {
-    if (collection !== SIM_COLLECTIONS.resident) return home ? { homeRegion: home } : NO_OPTIONS;
-    const kv = [{ ns: RESIDENT_ANSWERS_NS, key: `${key}@${value}`, value: { collection, key, value } }];
-    return home ? { homeRegion: home, kv } : { kv };
+  private putOptions(collection: string, key: string, value: string): WriteOptions {
+    if (collection !== SIM_COLLECTIONS.resident) return NO_OPTIONS;
+    return { kv: [{ ns: RESIDENT_ANSWERS_NS, key: `${key}@${value}`, value: { collection, key, value } }] };
   }
 
   private note(line: string): void {
@@ -250,19 +298,21 @@ class Simulation {
     for (const session of this.workload.sessions) {
       const st: SessionState = {
         session,
+        cookies: new CookieJar(),
+        flight: undefined,
         version: {},
         token: undefined,
         readOptions: NO_OPTIONS,
-        nextAtMs: session.rng.exp(thinkMeanMs),
+        nextAtMs: this.edgeReadyMs + session.rng.exp(thinkMeanMs),
         next: () => this.nextOp(st),
       };
       this.sessions.push(st);
       this.time.at(st.nextAtMs, st.next);
     }
-    this.health?.start();
+    this.health.start();
     await this.time.runUntil(this.options.durationMs);
     await this.settle();
-    this.health?.stop();
+    this.health.stop();
     this.history.endAtMs = this.time.nowMs;
     // Anything still unanswered (a client would have given up) has an unknown outcome.
     for (const set of this.inflight.values()) {
@@ -288,7 +338,7 @@ class Simulation {
     }
     const violations: Violation[] = [];
     for (const c of ALL_CHECKERS) violations.push(...c.check(this.history));
-    if (this.health) violations.push(...this.health.violations());
+    if (this.healthChecked) violations.push(...this.health.violations());
     for (const op of this.history.ops) {
       if (op.result === 'error') {
         violations.push({
@@ -308,14 +358,22 @@ class Simulation {
       eventsRun: this.time.eventsRun,
       durationMs: this.options.durationMs,
     });
+    const disk = { failed: 0, torn: 0, tornLanded: 0 };
+    for (const p of this.procs.values()) {
+      disk.failed += p.diskFaults.stats.failed;
+      disk.torn += p.diskFaults.stats.torn;
+      disk.tornLanded += p.diskFaults.stats.tornLanded;
+    }
     const result: RunResult = {
       options: this.options,
       history: this.history,
       violations,
       figures,
       notes: this.notes,
+      faultMix: this.mix,
+      disk,
     };
-    if (this.health) result.health = { ...this.health.checker.counts };
+    if (this.healthChecked) result.health = { ...this.health.checker.counts };
     return result;
   }
 
@@ -327,7 +385,8 @@ class Simulation {
     let done = false;
     const check = (): void => {
       const live = [...this.procs.values()].filter((p) => p.status !== 'lost');
-      const busy = [...this.inflight.values()].some((s) => s.size > 0);
+      const busy =
+        [...this.inflight.values()].some((s) => s.size > 0) || this.sessions.some((s) => s.flight);
       const up = live.every((p) => p.status === 'up' && p.core);
       const v0 = live[0]?.core?.version ?? {};
       const same = up && live.every((p) => versionsEqual(p.core!.version, v0));
@@ -395,12 +454,29 @@ class Simulation {
         this.recordFault(f);
         void proc.compactNow(f.keep, f.force);
         return;
+      case 'delay-spike':
+        this.recordFault(f);
+        this.net.spike(f.region, f.extraMs);
+        this.time.after(f.durationMs, () => this.net.unspike(f.region, f.extraMs));
+        return;
+      case 'disk-fail':
+        if (!proc || proc.status === 'lost') return;
+        this.recordFault(f);
+        proc.diskFaults.failRate = f.failRate;
+        proc.diskFaults.failUntilMs = this.time.nowMs + f.durationMs;
+        return;
+      case 'torn-fsync':
+        if (!proc || proc.status === 'lost') return;
+        this.recordFault(f);
+        proc.diskFaults.tornUntilMs = this.time.nowMs + f.durationMs;
+        return;
       case 'heal-all':
         this.recordFault(f);
         this.net.healAll();
         this.net.faults = { ...NO_LINK_FAULTS, jitterFrac: this.baseLink.jitterFrac };
         for (const p of this.procs.values()) {
           p.slowUntilMs = 0;
+          p.diskFaults.clear();
           if (p.status === 'down') void p.start();
         }
         return;
@@ -572,6 +648,16 @@ class Simulation {
 
   private finishError(op: OpRecord, e: unknown): void {
     op.endAtMs = this.time.nowMs;
+    if (isDiskError(e)) {
+      // The node answers 500: the client cannot know whether the write happened (a torn commit's
+      // may have). An op whose change never reached the disk no longer waits for it.
+      op.result = 'indefinite';
+      op.errorCode = 'disk_error';
+      const fifo = this.fifo.get(op.region);
+      const i = fifo ? fifo.indexOf(op) : -1;
+      if (i >= 0) fifo!.splice(i, 1);
+      return;
+    }
     if (!isMeridianError(e)) {
       op.result = 'error';
       op.errorCode = `exception: ${(e as Error)?.message ?? String(e)}`;

@@ -1,13 +1,16 @@
 /**
- * Simulated storage with a durability model. A commit becomes visible and durable together, after a
- * simulated fsync delay; a crash before then loses it, as a power cut would. Records are treated as
- * immutable (the core never mutates what it stored), so nothing is copied on the hot path; tests
- * can switch on `freeze` to prove that assumption.
+ * Simulated storage with a durability model and disk faults. A commit becomes visible and durable
+ * together, after a simulated fsync delay; a crash before then loses it, as a power cut would. A
+ * commit can also fail (the store throws, nothing is written: a failing disk, or one commit in a
+ * hundred) or be torn (the store throws after the write, which may or may not have reached the
+ * disk: an fsync error). Records are treated as immutable (the core never mutates what it stored),
+ * so nothing is copied on the hot path; tests can switch on `freeze` to prove that assumption.
  */
 import type { Change } from '../core/change.js';
 import type { CommitBatch, DocRecord, KvRecord, RegionStore, Snapshot, StoredState } from '../core/store.js';
 import type { RegionId } from '../core/types.js';
 import { seqOf, type VersionVector } from '../core/version.js';
+import type { Prng } from './random.js';
 import type { Owner, VirtualTime } from './time.js';
 
 const docId = (collection: string, key: string): string => `${collection}\u0000${key}`;
@@ -138,9 +141,66 @@ export class DurableState {
   }
 }
 
+/** What the simulated disk throws when a commit fails: an I/O error, as a real store's driver would. */
+export class DiskError extends Error {
+  constructor(
+    message: string,
+    /** Whether the batch reached the disk all the same (an fsync error after the write). */
+    readonly landed: boolean,
+  ) {
+    super(message);
+    this.name = 'DiskError';
+  }
+}
+
+export function isDiskError(e: unknown): e is DiskError {
+  return e instanceof DiskError;
+}
+
+export type CommitFate = 'ok' | 'fail' | 'torn';
+
+/**
+ * The fault state of one region's disk, set by the fault schedule: failing-disk episodes, torn
+ * fsync windows and a steady rate of failed commits. It draws from its own stream, and only while
+ * a fault is on, so a run without disk faults draws exactly what it drew before they existed.
+ */
+export class DiskFaults {
+  failRate = 0;
+  failUntilMs = 0;
+  tornUntilMs = 0;
+  /** Probability that any commit fails, outside episodes too. */
+  commitFailRate = 0;
+  readonly stats = { failed: 0, torn: 0, tornLanded: 0 };
+
+  constructor(private readonly rng: Prng) {}
+
+  /** What happens to a commit submitted at `nowMs`. */
+  fate(nowMs: number): CommitFate {
+    if (nowMs < this.tornUntilMs) return 'torn';
+    if (nowMs < this.failUntilMs && this.rng.chance(this.failRate)) return 'fail';
+    if (this.rng.chance(this.commitFailRate)) return 'fail';
+    return 'ok';
+  }
+
+  /** A torn commit's batch reached the disk (half of them do). */
+  landed(): boolean {
+    return this.rng.chance(0.5);
+  }
+
+  /** Ends every episode and the steady rate (the end of the run's faults). */
+  clear(): void {
+    this.failRate = 0;
+    this.failUntilMs = 0;
+    this.tornUntilMs = 0;
+    this.commitFailRate = 0;
+  }
+}
+
 export interface DiskOptions {
   /** Drawn for each commit: how long until it is durable. */
   fsyncMs(): number;
+  /** The disk's faults; none when absent. */
+  faults?: DiskFaults;
   /** Deep-freeze every committed record (tests): a mutation by the core then throws. */
   freeze?: boolean;
   /** Called when a commit becomes durable, before the committer is told. */
@@ -186,18 +246,40 @@ export class SimStore implements RegionStore {
     this.time.activity++;
     if (!this.owner.alive) return new Promise<void>(() => {});
     if (this.options.freeze) deepFreeze(batch);
+    const faults = this.options.faults;
+    const fate = faults ? faults.fate(this.time.nowMs) : 'ok';
+    // Submitted even when it will fail: the residency checker judges what the core tries to write.
     this.options.onSubmit?.(batch);
-    return new Promise<void>((resolve) => {
+    return new Promise<void>((resolve, reject) => {
       // Commits reach the disk in order: one never becomes durable before an earlier one.
       const at = Math.max(this.time.nowMs + this.options.fsyncMs(), this.lastDurableAtMs);
       this.lastDurableAtMs = at;
       this.time.at(
         at,
         () => {
-          const before = this.durable.state.applied;
-          this.durable.apply(batch);
-          this.options.onDurable?.(batch, before);
-          resolve();
+          if (fate === 'fail') {
+            faults!.stats.failed++;
+            reject(new DiskError('disk I/O error: commit failed, nothing written', false));
+            return;
+          }
+          const landed = fate === 'ok' || faults!.landed();
+          if (landed) {
+            const before = this.durable.state.applied;
+            this.durable.apply(batch);
+            this.options.onDurable?.(batch, before);
+          }
+          if (fate === 'ok') {
+            resolve();
+            return;
+          }
+          faults!.stats.torn++;
+          if (landed) faults!.stats.tornLanded++;
+          reject(
+            new DiskError(
+              `disk I/O error: fsync failed (the batch ${landed ? 'did' : 'did not'} reach the disk)`,
+              landed,
+            ),
+          );
         },
         this.owner,
       );

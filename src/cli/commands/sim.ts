@@ -4,14 +4,14 @@
  *
  * @example
  * meridian sim --seed 7 --faults heavy
- * meridian sim --seeds 200 --duration 5s --faults heavy
+ * meridian sim --seeds 10000 --faults random
  */
 import { loadRegionTable } from '../../adapters/region-table.js';
 import type { PlantedBugs } from '../../core/region.js';
 import { FALSE_EJECTION, MISSED_EJECTION } from '../../sim/checkers/health.js';
 import { ALL_CHECKERS } from '../../sim/checkers/index.js';
-import { FAULT_PROFILES } from '../../sim/faults.js';
-import { replayCommand, runReport, table, violationReport } from '../../sim/report.js';
+import { FAULT_NAMES } from '../../sim/faults.js';
+import { mixLine, replayCommand, runReport, table, violationReport } from '../../sim/report.js';
 import { DEFAULT_SIM, type RunResult, type SimOptions, simulate } from '../../sim/simulator.js';
 import { WORKLOADS } from '../../sim/workload.js';
 
@@ -26,7 +26,8 @@ function usage(): string {
   --seeds N         how many seeds to run, from --seed on (default 1)
   --regions a,b,c   region ids from data/aws-regions.json (default ${DEFAULT_SIM.regions.join(',')})
   --duration T      simulated time with workload and faults, e.g. 60s, 500ms, 2m (default ${DEFAULT_SIM.durationMs / 1000}s)
-  --faults NAME     ${Object.keys(FAULT_PROFILES).join('|')} (default ${DEFAULT_SIM.faults})
+  --faults NAME     ${FAULT_NAMES.join('|')} (default ${DEFAULT_SIM.faults});
+                    random draws a mix of every kind of fault per seed, printed with the run
   --workload NAME   ${Object.keys(WORKLOADS).join('|')} (default ${DEFAULT_SIM.workload})
   --rate N          client operations per second, offered (default ${DEFAULT_SIM.opsPerSec})
   --bug NAME        plant a bug to see a checker catch it: ${[...BUGS, ...HEALTH_BUGS].join('|')} (repeatable)
@@ -87,8 +88,8 @@ export function parseArgs(argv: string[]): CliOptions {
         break;
       case '--faults': {
         const v = value();
-        if (!FAULT_PROFILES[v])
-          throw new Error(`unknown --faults '${v}'; known: ${Object.keys(FAULT_PROFILES).join(', ')}`);
+        if (!FAULT_NAMES.includes(v))
+          throw new Error(`unknown --faults '${v}'; known: ${FAULT_NAMES.join(', ')}`);
         sim.faults = v;
         break;
       }
@@ -168,6 +169,12 @@ async function sweep(o: CliOptions, names: string[]): Promise<number> {
   const perChecker = new Map<string, number>(names.map((n) => [n, 0]));
   const totals = { ops: 0, conflicts: 0, snapshots: 0, lostWrites: 0, regionsLost: 0, maxP99: 0 };
   const health = { samples: 0, ejections: 0, falseEjections: 0, missedEjections: 0, runs: 0 };
+  /** Per kind of fault, how many seeds it happened in (a sweep shows what it exercised). */
+  const kinds = new Map<string, number>();
+  const seen = (kind: string): void => {
+    kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+  };
+  const t0 = performance.now();
   process.stdout.write(
     `meridian sim: seeds ${o.seed}..${o.seed + o.seeds - 1}, regions ${o.sim.regions.join(',')}, ${o.sim.durationMs / 1000}s each, faults ${o.sim.faults}, workload ${o.sim.workload}, ${o.sim.opsPerSec} ops/s\n`,
   );
@@ -194,10 +201,19 @@ async function sweep(o: CliOptions, names: string[]): Promise<number> {
     const hit = new Set(r.violations.map((v) => v.checker));
     for (const c of hit) perChecker.set(c, (perChecker.get(c) ?? 0) + 1);
     if (r.violations.length > 0) failing.push(r);
+    for (const k of Object.keys(f.faults)) if (k !== 'heal-all') seen(k);
+    if (f.network.lost > 0) seen('message loss');
+    if (f.network.duplicated > 0) seen('message duplication');
+    if (f.network.reordered > 0) seen('message reordering');
+    if (r.disk.failed > 0) seen('failed commits');
+    if (r.disk.torn > 0) seen('torn commits');
+    const elapsedS = (performance.now() - t0) / 1000;
+    const etaS = (elapsedS / (i + 1)) * (o.seeds - i - 1);
     process.stdout.write(
-      `[${String(i + 1).padStart(String(o.seeds).length)}/${o.seeds}] seed ${seed}: ${r.violations.length === 0 ? 'ok' : `VIOLATED ${[...hit].join(', ')}`} (${f.ops.total} ops, ${f.conflicts} conflicts${f.rpo ? `, lost ${f.rpo.region}` : ''})\n`,
+      `[${String(i + 1).padStart(String(o.seeds).length)}/${o.seeds}] seed ${seed}: ${r.violations.length === 0 ? 'ok' : `VIOLATED ${[...hit].join(', ')}`} (${f.ops.total} ops, ${f.conflicts} conflicts${f.rpo ? `, lost ${f.rpo.region}` : ''}${r.disk.failed + r.disk.torn > 0 ? `, commits failed: ${r.disk.failed + r.disk.torn}` : ''}) ${elapsedS.toFixed(0)} s, eta ${etaS.toFixed(0)} s\n`,
     );
   }
+  const wallS = (performance.now() - t0) / 1000;
   process.stdout.write('\n');
   process.stdout.write(
     `${table(
@@ -205,6 +221,7 @@ async function sweep(o: CliOptions, names: string[]): Promise<number> {
       [
         ['seeds', o.seeds],
         ['seeds with a violation', failing.length],
+        ['wall time (s)', wallS.toFixed(1)],
         ['operations', totals.ops],
         ['conflicts resolved', totals.conflicts],
         ['snapshots applied', totals.snapshots],
@@ -222,6 +239,14 @@ async function sweep(o: CliOptions, names: string[]): Promise<number> {
       ],
     )}\n\n`,
   );
+  if (kinds.size > 0) {
+    process.stdout.write(
+      `${table(
+        ['fault', 'seeds it happened in'],
+        [...kinds].sort(([a], [b]) => (a < b ? -1 : 1)),
+      )}\n\n`,
+    );
+  }
   process.stdout.write(
     `${table(
       ['checker', 'seeds violated'],
@@ -234,7 +259,11 @@ async function sweep(o: CliOptions, names: string[]): Promise<number> {
   }
   if (failing.length > 0) {
     process.stdout.write('replay the failing seeds:\n');
-    for (const r of failing) process.stdout.write(`  ${replayCommand(r.options)}\n`);
+    for (const r of failing) {
+      const checkers = [...new Set(r.violations.map((v) => v.checker))].join(', ');
+      process.stdout.write(`  ${replayCommand(r.options)}   # ${checkers}\n`);
+      if (r.options.faults === 'random') process.stdout.write(`    ${mixLine(r.options)}\n`);
+    }
   }
   process.stdout.write(
     failing.length === 0 ? 'result: ok\n' : `result: ${failing.length} seed(s) violated\n`,
