@@ -318,27 +318,46 @@ export class IdempotencyClaim {
   }
 }
 
+/** A stored answer given again, in place of running the request. */
+export interface ReplayedAnswer {
+  status: number;
+  body: Json;
+  replayed: true;
+}
+
 /**
- * Runs one request under an idempotency key: replays a stored answer, or runs `exec` with the claim
- * and releases the key afterwards. An answer raced in by replication is replayed too.
+ * Runs one request under an idempotency key, the one path every caller takes (the node's document
+ * API and account routes, saga starts, and the simulator): replays a stored answer, or runs `exec`
+ * with the claim and releases the key afterwards. An answer that replication brought in while
+ * `exec` ran (IdempotencyRaced inside its transaction) is replayed too. `exec` returns whatever
+ * answer its caller sends (the node's carries headers); a replay is always a stored status and body.
+ *
+ * @example
+ * const a = await withIdempotency(keys, key, fp, (claim) =>
+ *   core.put('settings', 'k', value, { kvAfter: claim.kvAfter(200, (v) => format(v)) }).then(...));
+ * if (a.replayed) reply.header('Idempotent-Replayed', 'true');
  */
-export async function withIdempotency(
+export async function withIdempotency<T extends { status: number }>(
   keys: IdempotencyKeys,
   key: string,
   fp: string,
-  exec: (claim: IdempotencyClaim) => Promise<{ status: number; body: Json }>,
-): Promise<{ status: number; body: Json; replayed: boolean }> {
+  exec: (claim: IdempotencyClaim) => Promise<T>,
+): Promise<(T & { replayed: false }) | ReplayedAnswer> {
   const d = await keys.begin(key, fp);
-  if (d.kind === 'replay') return { status: d.status, body: d.body, replayed: true };
+  if (d.kind === 'replay') return replayed(d);
   try {
     return { ...(await exec(d.claim)), replayed: false };
   } catch (e) {
     if (e instanceof IdempotencyRaced) {
       const r = keys.replayOf(e.record, fp);
-      if (r.kind === 'replay') return { status: r.status, body: r.body, replayed: true };
+      if (r.kind === 'replay') return replayed(r);
     }
     throw e;
   } finally {
     d.claim.release();
   }
+}
+
+function replayed(d: { status: number; body: Json }): ReplayedAnswer {
+  return { status: d.status, body: d.body, replayed: true };
 }

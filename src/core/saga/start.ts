@@ -1,5 +1,5 @@
 /** Starting a saga under the caller's Idempotency-Key: the saga record and the stored answer commit together. */
-import { type IdempotencyKeys, IdempotencyRaced } from '../idempotency.js';
+import { type IdempotencyKeys, withIdempotency } from '../idempotency.js';
 import type { Json } from '../types.js';
 import { type SagaEngine, sagaIdFor } from './engine.js';
 import type { SagaMode } from './types.js';
@@ -28,24 +28,14 @@ export async function startSaga(
   r: SagaStartRequest,
 ): Promise<{ status: number; body: Json; replayed: boolean }> {
   engine.definition(r.type);
-  const d = await keys.begin(r.idempotencyKey, r.fp);
-  if (d.kind === 'replay') return { status: d.status, body: d.body, replayed: true };
-  try {
+  return withIdempotency(keys, r.idempotencyKey, r.fp, async (claim) => {
     const id = sagaIdFor(r.type, r.caller, r.idempotencyKey);
     const { saga } = await engine.start(r.type, r.input, {
       id,
       ...(r.mode ? { mode: r.mode } : {}),
-      guard: (read) => d.claim.guard(read),
-      extra: (fresh) => [d.claim.entry(202, { id: fresh.id, status: fresh.status })],
+      guard: (read) => claim.guard(read),
+      extra: (fresh) => [claim.entry(202, { id: fresh.id, status: fresh.status })],
     });
-    return { status: 202, body: { id, status: saga.status }, replayed: false };
-  } catch (e) {
-    if (e instanceof IdempotencyRaced) {
-      const rep = keys.replayOf(e.record, r.fp);
-      if (rep.kind === 'replay') return { status: rep.status, body: rep.body, replayed: true };
-    }
-    throw e;
-  } finally {
-    d.claim.release();
-  }
+    return { status: 202, body: { id, status: saga.status } };
+  });
 }

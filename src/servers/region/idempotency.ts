@@ -8,14 +8,14 @@ import { systemClock } from '../../adapters/system.js';
 import {
   canonicalJson,
   IdempotencyKeys,
-  IdempotencyRaced,
   requestFingerprint,
   validateIdempotencyKey,
+  withIdempotency,
 } from '../../core/idempotency.js';
 import type { DocView } from '../../core/region.js';
 import type { Json } from '../../core/types.js';
 import { encodeToken, mergeVersions } from '../../core/version.js';
-import type { MutationAnswer, MutationHook, RegionNodeContext, RegionRouteModule } from './context.js';
+import type { MutationHook, RegionNodeContext, RegionRouteModule } from './context.js';
 import { H } from './headers.js';
 
 export const IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
@@ -71,34 +71,24 @@ export function replayHeaders(body: Json): Record<string, string> {
 /**
  * The mutation hook: without the header, passes through; with it, replays a stored answer (200 +
  * Idempotent-Replayed), refuses a concurrent repeat (409) or a reuse for another request (422), or
- * runs the write with its answer committed beside it.
+ * runs the write with its answer committed beside it. The decisions are the core's withIdempotency,
+ * the same code the simulator runs.
  */
 export const idempotencyHook: MutationHook = async (ctx, next) => {
   const key = requestKey(ctx.request);
   if (key === undefined) return next();
-  const keys = idempotencyKeys(ctx.node);
-  const fp = fingerprintOf(ctx.request);
-  const d = await keys.begin(key, fp);
-  if (d.kind === 'replay') return { status: d.status, body: d.body, headers: replayHeaders(d.body) };
   const sent = ctx.request.sentVersion ?? {};
-  try {
-    return await next({
-      kvAfter: d.claim.kvAfter<DocView>(200, (view) => ({
+  const a = await withIdempotency(idempotencyKeys(ctx.node), key, fingerprintOf(ctx.request), (claim) =>
+    next({
+      kvAfter: claim.kvAfter<DocView>(200, (view) => ({
         key: view.key,
         value: view.value,
         version: encodeToken(mergeVersions(view.version, sent)),
       })),
-    });
-  } catch (e) {
-    if (e instanceof IdempotencyRaced) {
-      const r = keys.replayOf(e.record, fp);
-      if (r.kind === 'replay')
-        return { status: r.status, body: r.body, headers: replayHeaders(r.body) } satisfies MutationAnswer;
-    }
-    throw e;
-  } finally {
-    d.claim.release();
-  }
+    }),
+  );
+  if (a.replayed) return { status: a.status, body: a.body, headers: replayHeaders(a.body) };
+  return { status: a.status, body: a.body, headers: a.headers };
 };
 
 /** Purges expired keys every minute while the node runs. */
