@@ -1,12 +1,21 @@
 /**
- * Planted bugs: each deliberate defect of RegionCore (PlantedBugs) must be caught by the checker
- * for the guarantee it breaks, on a fixed seed and fault schedule; the same run without the bug is clean.
+ * Planted bugs: each deliberate defect of the product code (RegionCore's PlantedBugs, the health
+ * state machine's HealthBugs, IdempotencyBugs and SagaBugs) must be caught by the checker for the
+ * guarantee it breaks, on a fixed seed and fault schedule; the same run without the bug is clean, so
+ * a checker that goes blind fails its test. docs/simulator.md lists them.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { HealthBugs } from '../src/core/health.js';
 import type { PlantedBugs } from '../src/core/region.js';
 import { DEFAULT_SIM, type SimOptions, simulate } from '../src/sim/index.js';
+import type { SagaViolation } from '../src/sim/saga/checkers.js';
+import {
+  DEFAULT_SAGA_SIM,
+  type SagaSimBugs,
+  type SagaSimOptions,
+  simulateSagas,
+} from '../src/sim/saga/saga-sim.js';
 
 const cases: { bug: keyof PlantedBugs; catches: string[]; options: Partial<SimOptions> }[] = [
   {
@@ -82,6 +91,46 @@ describe('planted health bugs are caught', () => {
       const hit = new Set(bad.violations.map((v) => v.checker));
       assert.ok(hit.has(c.catches), `${c.catches} should fire; got ${[...hit].join(', ')}`);
       const clean = await simulate(o);
+      assert.deepEqual(
+        clean.violations.map((v) => `${v.checker}: ${v.message}`),
+        [],
+        'the same run without the bug is clean',
+      );
+    });
+  }
+});
+
+// The saga and idempotency workloads (src/sim/saga): defects of core/idempotency.ts and of the saga
+// engine, caught by the checkers that judge the accounts and counters at the end.
+const sagaCases: {
+  bug: keyof SagaSimBugs;
+  catches: SagaViolation['checker'];
+  options: Partial<SagaSimOptions>;
+}[] = [
+  {
+    // Duplicated deliveries and retries elsewhere find no stored answer and apply again.
+    bug: 'forgetIdempotencyAnswers',
+    catches: 'idempotent-once',
+    options: { seed: 1, durationMs: 4000 },
+  },
+  {
+    // A debit whose outcome is unknown is refunded without fencing its key: a late debit then lands
+    // after the saga compensated, or a refund is paid for a debit that never happened.
+    bug: 'settleWithoutFence',
+    catches: 'money-conserved',
+    options: { seed: 1 },
+  },
+];
+
+describe('planted saga and idempotency bugs are caught', () => {
+  for (const c of sagaCases) {
+    it(`${c.bug} is caught by ${c.catches}`, async () => {
+      const o = { ...DEFAULT_SAGA_SIM, ...c.options } as SagaSimOptions;
+      const bad = await simulateSagas({ ...o, bugs: { [c.bug]: true } });
+      const hit = new Set(bad.violations.map((v) => v.checker));
+      assert.ok(hit.has(c.catches), `${c.catches} should fire; got ${[...hit].join(', ')}`);
+      assert.match(bad.replay, new RegExp(`--bug ${c.bug}`));
+      const clean = await simulateSagas(o);
       assert.deepEqual(
         clean.violations.map((v) => `${v.checker}: ${v.message}`),
         [],

@@ -117,6 +117,13 @@ export interface IdempotencyOptions {
   kv: IdempotencyKv;
   clock: Clock;
   ttlMs?: number;
+  bugs?: IdempotencyBugs;
+}
+
+/** Deliberate defects, switched on only by the simulator's tests that prove a checker catches them. */
+export interface IdempotencyBugs {
+  /** A repeat of a finished request does not find its stored answer and runs again (double apply). */
+  forgetIdempotencyAnswers?: boolean;
 }
 
 /** Raised inside a write's transaction when a record for the key arrived meanwhile (by replication). */
@@ -146,6 +153,7 @@ export class IdempotencyKeys {
   private readonly inFlight = new Map<string, string>();
   private readonly kv: IdempotencyKv;
   private readonly clock: Clock;
+  private readonly forgetAnswers: boolean;
   private counts = { claims: 0, replays: 0, inProgress: 0, mismatches: 0, raced: 0 };
 
   constructor(options: IdempotencyOptions) {
@@ -153,6 +161,7 @@ export class IdempotencyKeys {
     this.kv = options.kv;
     this.clock = options.clock;
     this.ttlMs = options.ttlMs ?? DEFAULT_IDEMPOTENCY_TTL_MS;
+    this.forgetAnswers = options.bugs?.forgetIdempotencyAnswers === true;
   }
 
   /**
@@ -265,7 +274,7 @@ export class IdempotencyKeys {
   }
 
   live(r: KvRecord | undefined): IdempotencyRecord | undefined {
-    if (!r || !isIdempotencyRecord(r.value)) return undefined;
+    if (!r || !isIdempotencyRecord(r.value) || this.forgetAnswers) return undefined;
     if (r.expiresAtMs !== undefined && r.expiresAtMs <= this.clock.nowMs()) return undefined;
     return r.value;
   }

@@ -56,6 +56,13 @@ export interface SagaEngineOptions {
   /** How long a completed or compensated saga is kept before its record is purged (default 7 days; stuck ones stay). */
   retentionMs?: number;
   onEvent?: (e: SagaEvent) => void;
+  bugs?: SagaBugs;
+}
+
+/** Deliberate defects, switched on only by the simulator's tests that prove a checker catches them. */
+export interface SagaBugs {
+  /** A step whose outcome is unknown is taken as failed without settling it (no fence on its key). */
+  settleWithoutFence?: boolean;
 }
 
 export const DEFAULT_SAGA_RETENTION_MS = 7 * 24 * 3600 * 1000;
@@ -356,7 +363,9 @@ export class SagaEngine {
     const settle = step.settle!;
     for (let attempt = 1; ; attempt++) {
       try {
-        const r = await this.attempt(step.timeoutMs, () => settle(this.ctx(saga, rec, attempt, '')));
+        const r = this.opts.bugs?.settleWithoutFence
+          ? { applied: false as const }
+          : await this.attempt(step.timeoutMs, () => settle(this.ctx(saga, rec, attempt, '')));
         if (r.applied) {
           rec.status = 'done';
           rec.result = r.result;

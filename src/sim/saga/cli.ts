@@ -4,7 +4,13 @@
  * command that replays it, and exits 1.
  */
 import { pathToFileURL } from 'node:url';
-import { DEFAULT_SAGA_SIM, type SagaSimResult, simulateSagas } from './saga-sim.js';
+import {
+  DEFAULT_SAGA_SIM,
+  SAGA_BUGS,
+  type SagaSimBugs,
+  type SagaSimResult,
+  simulateSagas,
+} from './saga-sim.js';
 
 function arg(argv: string[], name: string): string | undefined {
   const i = argv.indexOf(name);
@@ -55,13 +61,14 @@ export async function main(argv: string[]): Promise<number> {
         .map((r) => r.trim())
         .filter(Boolean)
     : DEFAULT_SAGA_SIM.regions;
-  const bug = arg(argv, '--bug');
-  const bugs =
-    bug === 'skip-idempotency'
-      ? { skipIdempotency: true }
-      : bug === 'compensate-blindly'
-        ? { compensateBlindly: true }
-        : undefined;
+  let bugs: SagaSimBugs | undefined;
+  argv.forEach((a, i) => {
+    if (a !== '--bug') return;
+    const name = argv[i + 1] ?? '';
+    if (!(SAGA_BUGS as readonly string[]).includes(name))
+      throw new Error(`unknown --bug '${name}' for the saga workload; known: ${SAGA_BUGS.join(', ')}`);
+    bugs = { ...bugs, [name]: true };
+  });
   process.stdout.write(`${HEADER}\n`);
   let failed = 0;
   const t0 = Date.now();

@@ -10,12 +10,13 @@ import { isMeridianError, MeridianError } from '../../core/errors.js';
 import {
   canonicalJson,
   type FenceResult,
+  type IdempotencyBugs,
   IdempotencyKeys,
   requestFingerprint,
   withIdempotency,
 } from '../../core/idempotency.js';
 import { type AccountOps, Accounts } from '../../core/saga/accounts.js';
-import { SagaEngine } from '../../core/saga/engine.js';
+import { type SagaBugs, SagaEngine } from '../../core/saga/engine.js';
 import { startSaga } from '../../core/saga/start.js';
 import { transferSaga } from '../../core/saga/transfer.js';
 import { isFinal, type SagaMode } from '../../core/saga/types.js';
@@ -36,9 +37,16 @@ export interface SagaSimOptions {
   depositsPerSec: number;
   incrementsPerSec: number;
   faults: boolean;
-  /** Deliberate defects that prove the checkers catch them. */
-  bugs?: { skipIdempotency?: boolean; compensateBlindly?: boolean };
+  /** Deliberate defects of the product code (core/idempotency.ts, core/saga/engine.ts) that prove the checkers catch them. */
+  bugs?: SagaSimBugs;
 }
+
+/** The planted bugs of the saga and idempotency workloads, by their `--bug` names. */
+export type SagaSimBugs = IdempotencyBugs & SagaBugs;
+export const SAGA_BUGS = [
+  'forgetIdempotencyAnswers',
+  'settleWithoutFence',
+] as const satisfies readonly (keyof SagaSimBugs)[];
 
 export const DEFAULT_SAGA_SIM: Omit<SagaSimOptions, 'seed'> = {
   regions: ['us-east-1', 'eu-west-1', 'ap-northeast-1'],
@@ -229,8 +237,7 @@ class SagaSimulation {
     const o = this.options;
     const flags = [`--seed ${o.seed}`, `--duration ${o.durationMs}ms`, `--regions ${o.regions.join(',')}`];
     if (!o.faults) flags.push('--no-faults');
-    if (o.bugs?.skipIdempotency) flags.push('--bug skip-idempotency');
-    if (o.bugs?.compensateBlindly) flags.push('--bug compensate-blindly');
+    for (const b of SAGA_BUGS) if (o.bugs?.[b]) flags.push(`--bug ${b}`);
     return `npm run sim -- --workload saga ${flags.join(' ')}`;
   }
 
@@ -249,7 +256,8 @@ class SagaSimulation {
     if (status !== 'up' || !core || this.nodes.get(region)?.owner === proc.owner) return;
     const owner = proc.owner;
     const clock = this.time.clock(proc.skew);
-    const keys = new IdempotencyKeys({ region, kv: core, clock, ttlMs: 24 * 3600 * 1000 });
+    const bugs = this.options.bugs ?? {};
+    const keys = new IdempotencyKeys({ region, kv: core, clock, ttlMs: 24 * 3600 * 1000, bugs });
     const accounts = new Accounts(core, keys);
     const engine = new SagaEngine({
       region,
@@ -258,6 +266,7 @@ class SagaSimulation {
       timers: this.time.timers(owner),
       random: this.rng.fork(`saga-${region}-${proc.incarnation}`),
       retry: { maxAttempts: 4, baseDelayMs: 100, maxDelayMs: 2000, stepTimeoutMs: 1200 },
+      bugs,
     });
     const remote = new SimAccountOps(this, region);
     engine.register(transferSaga((mode) => (mode === 'choreography' ? accounts : remote)));
@@ -509,10 +518,7 @@ class SagaSimulation {
         return;
       }
       this.time.after(CLIENT_TIMEOUT_MS, () => finish(region));
-      const call = (): Promise<Json> =>
-        this.options.bugs?.skipIdempotency
-          ? n.accounts.apply(account, amount, `${key}-${this.seq++}`)
-          : n.accounts.apply(account, amount, key);
+      const call = (): Promise<Json> => n.accounts.apply(account, amount, key);
       const handle = (p: Promise<Json>, primary: boolean): void => {
         p.then(
           () => {
@@ -608,7 +614,6 @@ class SimAccountOps implements AccountOps {
   }
 
   fence(account: string, idempotencyKey: string): Promise<FenceResult> {
-    if (this.sim.options.bugs?.compensateBlindly) return Promise.resolve({ state: 'fenced' });
     return this.route(account, (n) => n.accounts.fence(account, idempotencyKey));
   }
 
