@@ -58,6 +58,18 @@ describe('HealthState', () => {
     assert.equal(h.probeTimeoutMs(), 363);
   });
 
+  it('an answer without an RTT sample (a new connection paid for) proves life and leaves the estimate alone', () => {
+    const h = new HealthState({ granularityMs: 10, minTimeoutMs: 1, maxTimeoutMs: 10_000, fall: 1 });
+    h.observe({ kind: 'probe-ok', rttMs: 100 }, 1);
+    h.observe({ kind: 'probe-failed', reason: 'no answer', failure: 'timeout' }, 2);
+    assert.equal(h.status, 'down');
+    h.observe({ kind: 'probe-ok' }, 3);
+    h.observe({ kind: 'probe-ok' }, 4);
+    assert.equal(h.status, 'up');
+    assert.equal(h.srttMs, 100);
+    assert.equal(h.probeTimeoutMs(), 300);
+  });
+
   it('uses the configured RTT, else the configured timeout, until the path is measured', () => {
     assert.equal(new HealthState({ timeoutMs: 700 }).probeTimeoutMs(), 700);
     // 330 + max(G, 4 * 165)

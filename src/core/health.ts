@@ -59,8 +59,12 @@ export type HealthStatus = 'up' | 'down';
 export type FailureKind = 'refused' | 'reset' | 'timeout' | 'unhealthy' | 'other';
 
 export type HealthEvent =
-  /** An answer to a probe (also one that comes after its timeout was reported: it proves life). */
-  | { kind: 'probe-ok'; rttMs: number }
+  /**
+   * An answer to a probe (also one that comes after its timeout was reported: it proves life).
+   * `rttMs` is absent when the sample is ambiguous (Karn): the probe also paid for opening a
+   * connection, or waited for one.
+   */
+  | { kind: 'probe-ok'; rttMs?: number }
   /** No good answer; `lateMs` is how late the prober's own timeout timer fired (event-loop lag). */
   | { kind: 'probe-failed'; reason: string; failure?: FailureKind; lateMs?: number }
   /** The target answered a probe but said it is draining or failed (503 from /healthz). */
@@ -184,7 +188,7 @@ export class HealthState {
   ): HealthTransition | undefined {
     switch (event.kind) {
       case 'probe-ok':
-        this.sampleRtt(event.rttMs);
+        if (event.rttMs !== undefined) this.sampleRtt(event.rttMs);
         this.consecutiveFailed = 0;
         this.lastFailure = undefined;
         this.passiveFailed = 0;

@@ -15,7 +15,7 @@ import { euRegions, LAB_HOST, LAB_PORT, type LabPlan, type LabRegion, labPlan } 
 import { busyEndpoints, type Endpoint } from './ports.js';
 import { type Health, HealthPoller } from './probes.js';
 import { LabStats, type StatsSnapshot } from './stats.js';
-import { type ChildState, Supervisor } from './supervisor.js';
+import { type ChildState, LAB_CHILD_NICE, Supervisor } from './supervisor.js';
 import { TrafficGenerator } from './traffic.js';
 import { CITIES } from './users.js';
 import type { WanControl, WanLinkState } from './wan-control.js';
@@ -94,7 +94,7 @@ export class Lab {
         );
         opts.log(`! ${e.name} exited (code ${e.code}, signal ${e.signal}); log: ${this.logOf(e.name)}`);
       }
-    });
+    }, LAB_CHILD_NICE);
   }
 
   logOf(name: string): string {

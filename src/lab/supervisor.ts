@@ -6,6 +6,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { getPriority, setPriority } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { projectRoot } from '../adapters/region-table.js';
@@ -78,6 +79,15 @@ function killGroup(pid: number, signal: NodeJS.Signals): void {
  *   sup.start({ name: 'dns', args: ['dns', '--config', '.meridian/config.yaml'] });
  *   await sup.stopAll();
  */
+/**
+ * How much nicer than the lab itself its children run. The lab process hosts the WAN emulator:
+ * on a machine short of CPU, an emulator that waits for a core stalls every path at once, and the
+ * stall reads as packet delay to every edge's probes. Real networks do not queue behind the
+ * servers they connect, so the emulator gets the CPU first. Raising a child's niceness needs no
+ * privilege.
+ */
+export const LAB_CHILD_NICE = 5;
+
 export class Supervisor {
   private readonly children = new Map<string, Managed>();
   private readonly command = meridianCommand();
@@ -85,6 +95,7 @@ export class Supervisor {
   constructor(
     private readonly dir: string,
     private readonly onEvent: (e: SupervisorEvent) => void = () => {},
+    private readonly childNice = 0,
   ) {}
 
   /** Stops processes a previous lab in this folder left behind (it crashed or was SIGKILLed). */
@@ -139,6 +150,14 @@ export class Supervisor {
       env: { ...process.env, ...spec.env },
     });
     closeSync(fd);
+    if (this.childNice !== 0 && proc.pid !== undefined) {
+      try {
+        // Relative to the lab's own niceness (the child inherited it).
+        setPriority(proc.pid, Math.min(19, this.childNice + getPriority()));
+      } catch {
+        // Not allowed here (a lowered limit): the child runs at the lab's priority.
+      }
+    }
     const info: ChildInfo = {
       name: spec.name,
       pid: proc.pid,

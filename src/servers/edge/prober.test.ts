@@ -10,7 +10,7 @@ import { after, describe, it } from 'node:test';
 import { Pool } from 'undici';
 import type { HealthEvent } from '../../core/health.js';
 import { H1Pool } from './h1pool.js';
-import { ProbeRound, startProber } from './prober.js';
+import { ProbeRound, probeOnce, startProber } from './prober.js';
 import type { Upstream } from './upstreams.js';
 
 /** A /healthz that answers 200 after `delayMs`, or never (`hang`). */
@@ -80,6 +80,23 @@ describe('prober rounds', () => {
       seen.filter((s) => s.region === 'far').map((s) => s.ev.kind),
       ['probe-failed'],
     );
+  });
+
+  it('allows a probe that must open a connection one more deadline, and takes no RTT sample from it', async () => {
+    // The answer takes 60 ms against a 40 ms deadline: only the probe that pays for a new
+    // connection may take that long; once a connection is idle in the pool, 60 ms is a timeout.
+    const slow = await healthz(60);
+    servers.push(slow.server);
+    const u = upstream('slow', slow.url);
+    upstreams.push(u);
+    const first: HealthEvent[] = [];
+    await probeOnce(u, 40, (ev) => first.push(ev), 1000);
+    assert.deepEqual(first, [{ kind: 'probe-ok' }], 'a fresh connection: ok, and no RTT sample');
+    await new Promise((r) => setTimeout(r, 20)); // the pool marks the connection idle
+    assert.equal(u.probe.stats.free, 1);
+    const second: HealthEvent[] = [];
+    await probeOnce(u, 40, (ev) => second.push(ev), 1000);
+    assert.equal(second[0]?.kind, 'probe-failed', 'over a warm connection the deadline is the RTO');
   });
 
   it('releases the held timeouts when the last probe settles, first failures first', () => {

@@ -28,8 +28,20 @@ export interface ProberOptions {
 }
 
 /**
+ * How long a probe is kept before its request is abandoned. Answers after the listening window
+ * (the RTO ceiling) are read and dropped: aborting would destroy the connection, and the next
+ * probe would pay a new handshake (one more RTT) on a path already judged slow.
+ */
+export const PROBE_ABANDON_MS = 10_000;
+
+/**
  * One probe; never throws. `report` is called once with the verdict at the deadline or on the
- * answer, and once more with `probe-ok` if an answer comes after a reported timeout.
+ * answer, and once more with `probe-ok` if an answer comes after a reported timeout (within
+ * `maxWaitMs`).
+ *
+ * A probe that finds no idle connection in the probe pool must open one (a TCP handshake, one more
+ * round trip) or wait behind a busy one: its deadline gets one more RTO, and its answer carries no
+ * RTT sample (Karn's rule: the sample would measure the handshake or the queue, not the path).
  */
 export function probeOnce(
   u: Upstream,
@@ -40,8 +52,10 @@ export function probeOnce(
   priority = 0,
 ): Promise<void> {
   const started = performance.now();
-  const hardMs = Math.ceil(Math.max(timeoutMs, maxWaitMs));
-  const signal = AbortSignal.timeout(hardMs);
+  const fresh = u.probe.stats.free === 0;
+  const listenMs = Math.max(timeoutMs, maxWaitMs);
+  const deadlineMs = fresh ? Math.max(timeoutMs, Math.min(2 * timeoutMs, listenMs)) : timeoutMs;
+  const signal = AbortSignal.timeout(Math.max(listenMs, PROBE_ABANDON_MS));
   let settled = false;
   // Answered or past its deadline: this probe no longer keeps its round's timeouts waiting.
   let done = false;
@@ -54,7 +68,7 @@ export function probeOnce(
   // The deadline is judged one event-loop turn after the timer fires, so an answer that arrived
   // while this process was stalled is read first; how late the timer fired is reported with it.
   const deadline = setTimeout(() => {
-    const lateMs = performance.now() - started - timeoutMs;
+    const lateMs = performance.now() - started - deadlineMs;
     setImmediate(() => {
       if (settled) return;
       const verdict = (): void => {
@@ -62,7 +76,7 @@ export function probeOnce(
         settled = true;
         report({
           kind: 'probe-failed',
-          reason: `no answer in ${Math.round(timeoutMs)} ms`,
+          reason: `no answer in ${Math.round(deadlineMs)} ms`,
           failure: 'timeout',
           lateMs,
         });
@@ -71,22 +85,27 @@ export function probeOnce(
       else verdict();
       finish();
     });
-  }, timeoutMs);
+  }, deadlineMs);
   deadline.unref();
   const answer = (ev: HealthEvent): void => {
     clearTimeout(deadline);
     if (!settled) {
       settled = true;
       report(ev);
-    } else if (ev.kind === 'probe-ok') report(ev);
+    } else if (ev.kind === 'probe-ok' && performance.now() - started <= listenMs) report(ev);
     finish();
   };
   return u.probe
-    .request({ method: 'GET', path: '/healthz', signal, headersTimeout: hardMs })
+    .request({
+      method: 'GET',
+      path: '/healthz',
+      signal,
+      headersTimeout: Math.max(listenMs, PROBE_ABANDON_MS),
+    })
     .then(async (res) => {
       await res.body.dump();
       const rttMs = performance.now() - started;
-      if (res.statusCode === 200) answer({ kind: 'probe-ok', rttMs });
+      if (res.statusCode === 200) answer(fresh ? { kind: 'probe-ok' } : { kind: 'probe-ok', rttMs });
       else if (res.statusCode === 503) answer({ kind: 'probe-unhealthy', reason: 'healthz answered 503' });
       else {
         const failure: FailureKind = res.statusCode >= 500 ? 'unhealthy' : 'other';
@@ -102,7 +121,7 @@ export function probeOnce(
           settled = true;
           report({
             kind: 'probe-failed',
-            reason: `no answer in ${Math.round(hardMs)} ms`,
+            reason: `no answer in ${Math.round(PROBE_ABANDON_MS)} ms`,
             failure: 'timeout',
           });
         }

@@ -26,6 +26,9 @@ export const DEFAULT_UPSTREAM: UpstreamOptions = {
   bodyTimeoutMs: 30_000,
 };
 
+/** How long an idle probe connection is kept (below the region node's 65 s keep-alive). */
+const PROBE_KEEPALIVE_MS = 60_000;
+
 export interface Upstream {
   region: RegionId;
   url: string;
@@ -42,7 +45,9 @@ export function openUpstreams(
   const o = { ...DEFAULT_UPSTREAM, ...options } satisfies UpstreamOptions;
   // Enough probe connections for the probes that overlap while a region does not answer: a probe
   // past its deadline keeps listening for a late answer up to the RTO ceiling (core/health.ts),
-  // and one queued behind it would time out in the queue, not on the path.
+  // and one queued behind it would time out in the queue, not on the path. They stay open for a
+  // minute idle (the node keeps them 65 s): a new one costs a TCP handshake, one more round trip,
+  // which prober.ts allows for when no idle connection is left.
   const h = cfg.edge.health;
   const probeConnections =
     Math.ceil(Math.max(h.timeoutMs, h.maxTimeoutMs ?? DEFAULT_HEALTH.maxTimeoutMs) / h.intervalMs) + 1;
@@ -56,7 +61,7 @@ export function openUpstreams(
       probe: new Pool(url, {
         connections: probeConnections,
         pipelining: 1,
-        keepAliveTimeout: o.keepAliveTimeoutMs,
+        keepAliveTimeout: PROBE_KEEPALIVE_MS,
       }),
     });
   }
