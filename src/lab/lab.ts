@@ -86,15 +86,19 @@ export class Lab {
   private constructor(private readonly opts: LabOptions) {
     this.plan = labPlan(opts.regions);
     this.paths = labPaths(opts.dir);
-    this.sup = new Supervisor(opts.dir, (e) => {
-      if (e.type === 'exited' && !e.expected && !this.stopping) {
-        this.stats.event(
-          'process',
-          `${e.name} exited unexpectedly (code ${e.code}, signal ${e.signal}); see ${this.logOf(e.name)}`,
-        );
-        opts.log(`! ${e.name} exited (code ${e.code}, signal ${e.signal}); log: ${this.logOf(e.name)}`);
-      }
-    }, LAB_CHILD_NICE);
+    this.sup = new Supervisor(
+      opts.dir,
+      (e) => {
+        if (e.type === 'exited' && !e.expected && !this.stopping) {
+          this.stats.event(
+            'process',
+            `${e.name} exited unexpectedly (code ${e.code}, signal ${e.signal}); see ${this.logOf(e.name)}`,
+          );
+          opts.log(`! ${e.name} exited (code ${e.code}, signal ${e.signal}); log: ${this.logOf(e.name)}`);
+        }
+      },
+      LAB_CHILD_NICE,
+    );
   }
 
   logOf(name: string): string {
