@@ -1,7 +1,8 @@
 /**
  * A checker that cannot fail is worth nothing: each test takes a clean run, breaks the one
  * guarantee its checker watches (by editing the recorded history or final state as a bug would
- * have left it), and shows that checker reports it.
+ * have left it), and shows that checker reports it. test/sim-bugs.test.ts shows the same checkers
+ * catching bugs planted in the product code.
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
@@ -12,6 +13,7 @@ import { counters } from '../src/sim/checkers/counters.js';
 import { lww } from '../src/sim/checkers/lww.js';
 import { monotonicReads } from '../src/sim/checkers/monotonic-reads.js';
 import { pinned } from '../src/sim/checkers/pinned.js';
+import { readValidity } from '../src/sim/checkers/read-validity.js';
 import { readYourWrites } from '../src/sim/checkers/read-your-writes.js';
 import { residency } from '../src/sim/checkers/residency.js';
 import { sets } from '../src/sim/checkers/sets.js';
@@ -117,6 +119,51 @@ describe('each checker catches the breach it exists for', () => {
     assert.ok(w);
     fakeOp(h, w, { kind: 'get', answer: undefined, change: undefined, region: 'ap-northeast-1' });
     assert.ok(readYourWrites.check(h).length > 0, 'read-your-writes fires');
+  });
+
+  it('read validity: a read returns a value no write produced, or the value of another key', async () => {
+    const h = await fresh();
+    const r = h.ops.find((o) => o.kind === 'get' && o.result === 'ok' && typeof o.answer === 'string');
+    assert.ok(r);
+    assert.deepEqual(readValidity.check(h), [], 'every read of the clean run is valid');
+    fakeOp(h, r, { answer: 'never-written' });
+    assert.match(readValidity.check(h)[0]?.message ?? '', /no committed write produced/);
+    const other = h.ops.find(
+      (o) => o.kind === 'put' && o.result === 'ok' && o.collection === r.collection && o.key !== r.key,
+    );
+    assert.ok(other?.change);
+    fakeOp(h, r, { answer: other.value });
+    assert.ok(
+      readValidity.check(h).some((v) => v.message.includes(`written to ${other.collection}/${other.key}`)),
+      'a value written to another key is not valid for this one',
+    );
+  });
+
+  it('read validity: a counter read that no combination of committed increments makes', async () => {
+    const h = await fresh();
+    const r = h.ops.find(
+      (o) => o.kind === 'get' && o.result === 'ok' && o.collection === 'likes' && Number(o.answer) > 0,
+    );
+    assert.ok(r);
+    // Every increment of the key adds 1 to 5: the sum of all of them plus one is out of reach.
+    const all = h.ops
+      .filter((o) => o.kind === 'increment' && o.collection === 'likes' && o.key === r.key)
+      .reduce((n, o) => n + (o.by ?? 0), 0);
+    fakeOp(h, r, { answer: all + 1 });
+    assert.ok(readValidity.check(h).length > 0, 'read-validity fires');
+  });
+
+  it('read-your-writes: a token session reads a value no write produced after its own write', async () => {
+    const h = await fresh();
+    const w = h.ops.find(
+      (o) => o.token && o.collection === 'settings' && o.kind === 'put' && o.result === 'ok' && o.change,
+    );
+    assert.ok(w);
+    fakeOp(h, w, { kind: 'get', answer: 'never-written', change: undefined });
+    assert.ok(
+      readYourWrites.check(h).some((v) => v.message.includes('no committed write of this key produced')),
+      'the session checker does not skip the read',
+    );
   });
 
   it('monotonic reads: a token session reads an older value than it read before', async () => {
