@@ -9,7 +9,7 @@ import { nodeUrlFrom } from '../../adapters/config.js';
 import { systemClock, systemRandom, systemTimers } from '../../adapters/system.js';
 import type { Change } from '../../core/change.js';
 import { validateKey } from '../../core/collection.js';
-import { isMeridianError, MeridianError } from '../../core/errors.js';
+import { MeridianError } from '../../core/errors.js';
 import type { FenceResult } from '../../core/idempotency.js';
 import {
   ACCOUNTS_COLLECTION,
@@ -21,6 +21,7 @@ import {
 } from '../../core/saga/accounts.js';
 import { SagaEngine, sagaView } from '../../core/saga/engine.js';
 import type { RetryPolicy } from '../../core/saga/retry.js';
+import { AccountRouter } from '../../core/saga/router.js';
 import { startSaga } from '../../core/saga/start.js';
 import { transferSaga } from '../../core/saga/transfer.js';
 import type { SagaMode, SagaRecord } from '../../core/saga/types.js';
@@ -60,103 +61,68 @@ export function regionSagas(node: RegionNodeContext): RegionSagas | undefined {
 }
 
 /**
- * Reaches an account in its home region: in-process when that is here, else over HTTP (through the
- * configured route, the WAN emulator in the lab), following 421 + Meridian-Replay to the home.
+ * The accounts of another region over HTTP (through the configured route, the WAN emulator in the
+ * lab). Only moves the call: the core's AccountRouter decides where each call goes, as in the
+ * simulator. A 421 becomes 'misdirected' naming the home from Meridian-Replay.
  */
-class RoutedAccountOps implements AccountOps {
-  private readonly homes = new Map<string, RegionId>();
+class HttpAccountOps implements AccountOps {
   constructor(
     private readonly node: RegionNodeContext,
-    private readonly local: Accounts,
+    private readonly region: RegionId,
     private readonly timeoutMs: number,
   ) {}
 
-  apply(account: string, delta: number, idempotencyKey: string): Promise<Json> {
-    return this.call(
-      account,
-      idempotencyKey,
-      'apply',
-      { delta },
-      () => this.local.apply(account, delta, idempotencyKey),
-      (a) => resultOf(a),
-    );
+  async apply(account: string, delta: number, idempotencyKey: string): Promise<Json> {
+    return resultOf(await this.post(account, idempotencyKey, 'apply', { delta }));
   }
 
-  fence(account: string, idempotencyKey: string): Promise<FenceResult> {
-    return this.call(
-      account,
-      idempotencyKey,
-      'fence',
-      {},
-      () => this.local.fence(account, idempotencyKey),
-      (a) => {
-        resultOf(a);
-        return a.body as unknown as FenceResult;
-      },
-    );
+  async fence(account: string, idempotencyKey: string): Promise<FenceResult> {
+    const a = await this.post(account, idempotencyKey, 'fence', {});
+    resultOf(a);
+    return a.body as unknown as FenceResult;
   }
 
-  private async call<T>(
+  private async post(
     account: string,
     idempotencyKey: string,
     op: 'apply' | 'fence',
     body: Json,
-    here: () => Promise<T>,
-    parse: (a: { status: number; body: Json }) => T,
-  ): Promise<T> {
-    let region =
-      this.homes.get(account) ??
-      (await this.node.core.homeOf(ACCOUNTS_COLLECTION, account)) ??
-      this.node.region;
-    for (let hop = 0; hop < 3; hop++) {
-      if (region === this.node.region) {
-        try {
-          return await here();
-        } catch (e) {
-          const to = isMeridianError(e) && e.code === 'misdirected' ? e.details.replayRegion : undefined;
-          if (typeof to !== 'string' || to === region) throw e;
-          region = to;
-          continue;
-        }
-      }
-      const url = `${nodeUrlFrom(this.node.cfg, this.node.region, region)}/internal/accounts/${encodeURIComponent(account)}/${op}`;
-      const res = await request(url, {
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${this.node.cfg.secrets.clusterSecret}`,
-          'content-type': 'application/json',
-          [IDEMPOTENCY_KEY_HEADER]: idempotencyKey,
-        },
-        body: JSON.stringify(body),
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
+  ): Promise<{ status: number; body: Json }> {
+    const { node, region } = this;
+    const url = `${nodeUrlFrom(node.cfg, node.region, region)}/internal/accounts/${encodeURIComponent(account)}/${op}`;
+    const res = await request(url, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${node.cfg.secrets.clusterSecret}`,
+        'content-type': 'application/json',
+        [IDEMPOTENCY_KEY_HEADER]: idempotencyKey,
+      },
+      body: JSON.stringify(body),
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+    });
+    const text = await res.body.text();
+    if (res.statusCode === 421) {
+      const replay = String(res.headers[H.replay] ?? '');
+      const home = /region=([a-z0-9-]+)/.exec(replay)?.[1];
+      if (!home || home === region)
+        throw new MeridianError('unavailable', `${region} answered 421 without a home`);
+      throw new MeridianError('misdirected', `account '${account}' is homed in ${home}`, {
+        replayRegion: home,
       });
-      const text = await res.body.text();
-      if (res.statusCode === 421) {
-        const replay = String(res.headers[H.replay] ?? '');
-        const to = /region=([a-z0-9-]+)/.exec(replay)?.[1];
-        if (!to || to === region)
-          throw new MeridianError('unavailable', `${region} answered 421 without a home`);
-        region = to;
-        continue;
-      }
-      // 5xx and 429 may succeed later; a 409 is told apart by its code (in progress, insufficient funds, fenced).
-      if (res.statusCode >= 500 || res.statusCode === 429) {
-        throw new MeridianError('unavailable', `${region} answered ${res.statusCode}`);
-      }
-      this.homes.set(account, region);
-      let parsed: Json;
-      try {
-        parsed = JSON.parse(text) as Json;
-      } catch {
-        throw new MeridianError(
-          'unavailable',
-          `${region} answered ${res.statusCode} with a body that is not JSON`,
-        );
-      }
-      return parse({ status: res.statusCode, body: parsed });
     }
-    throw new MeridianError('unavailable', `could not find the home region of account '${account}'`);
+    // 5xx and 429 may succeed later; a 409 is told apart by its code (in progress, insufficient funds, fenced).
+    if (res.statusCode >= 500 || res.statusCode === 429) {
+      throw new MeridianError('unavailable', `${region} answered ${res.statusCode}`);
+    }
+    try {
+      return { status: res.statusCode, body: JSON.parse(text) as Json };
+    } catch {
+      throw new MeridianError(
+        'unavailable',
+        `${region} answered ${res.statusCode} with a body that is not JSON`,
+      );
+    }
   }
 }
 
@@ -355,7 +321,11 @@ export const sagasModule: RegionRouteModule = {
       random: systemRandom,
       retry: sagaRetry,
     });
-    const remote = new RoutedAccountOps(node, accounts, engine.retry.stepTimeoutMs);
+    const remote = new AccountRouter({
+      region: node.region,
+      local: accounts,
+      remote: (region) => new HttpAccountOps(node, region, engine.retry.stepTimeoutMs),
+    });
     engine.register(transferSaga((mode) => (mode === 'choreography' ? accounts : remote)));
     const base = { engine, accounts };
     const s: RegionSagas = { ...base, summary: () => summarize(node, base) };

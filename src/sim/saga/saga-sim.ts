@@ -9,7 +9,6 @@ import { loadRegionTable } from '../../adapters/region-table.js';
 import { isMeridianError, MeridianError } from '../../core/errors.js';
 import {
   canonicalJson,
-  type FenceResult,
   type IdempotencyBugs,
   IdempotencyKeys,
   requestFingerprint,
@@ -17,6 +16,7 @@ import {
 } from '../../core/idempotency.js';
 import { type AccountOps, Accounts } from '../../core/saga/accounts.js';
 import { type SagaBugs, SagaEngine } from '../../core/saga/engine.js';
+import { AccountRouter } from '../../core/saga/router.js';
 import { startSaga } from '../../core/saga/start.js';
 import { transferSaga } from '../../core/saga/transfer.js';
 import { isFinal, type SagaMode } from '../../core/saga/types.js';
@@ -268,7 +268,12 @@ class SagaSimulation {
       retry: { maxAttempts: 4, baseDelayMs: 100, maxDelayMs: 2000, stepTimeoutMs: 1200 },
       bugs,
     });
-    const remote = new SimAccountOps(this, region);
+    const router = new AccountRouter({
+      region,
+      local: accounts,
+      remote: (to) => rpcAccounts(this, region, to),
+    });
+    const remote = whileUp(this, region, router);
     engine.register(transferSaga((mode) => (mode === 'choreography' ? accounts : remote)));
     const node: SagaNode = { region, owner, keys, accounts, engine };
     this.nodes.set(region, node);
@@ -602,36 +607,22 @@ class SagaSimulation {
   }
 }
 
-/** A coordinator's view of accounts in the simulator: local when the home is here, else one RPC away. */
-class SimAccountOps implements AccountOps {
-  constructor(
-    private readonly sim: SagaSimulation,
-    private readonly region: RegionId,
-  ) {}
+/** The accounts of region `to`, one simulated RPC away from `from` (the core's AccountRouter routes). */
+function rpcAccounts(sim: SagaSimulation, from: RegionId, to: RegionId): AccountOps {
+  return {
+    apply: (account, delta, key) => sim.rpc(from, to, (n) => n.accounts.apply(account, delta, key)),
+    fence: (account, key) => sim.rpc(from, to, (n) => n.accounts.fence(account, key)),
+  };
+}
 
-  apply(account: string, delta: number, idempotencyKey: string): Promise<Json> {
-    return this.route(account, (n) => n.accounts.apply(account, delta, idempotencyKey));
-  }
-
-  fence(account: string, idempotencyKey: string): Promise<FenceResult> {
-    return this.route(account, (n) => n.accounts.fence(account, idempotencyKey));
-  }
-
-  private async route<T>(account: string, fn: (n: SagaNode) => Promise<T>): Promise<T> {
-    const me = this.sim.node(this.region);
-    if (!me) throw new MeridianError('unavailable', `${this.region} is down`);
-    let target = (await this.sim.procs.get(this.region)!.core?.homeOf('accounts', account)) ?? this.region;
-    for (let hop = 0; hop < 3; hop++) {
-      try {
-        return target === this.region ? await fn(me) : await this.sim.rpc(this.region, target, fn);
-      } catch (e) {
-        const to = isMeridianError(e) && e.code === 'misdirected' ? e.details.replayRegion : undefined;
-        if (typeof to !== 'string' || to === target) throw e;
-        target = to;
-      }
-    }
-    throw new MeridianError('unavailable', `no home found for '${account}'`);
-  }
+/** Refuses every call once the region's process is down (its engine may still hold continuations). */
+function whileUp(sim: SagaSimulation, region: RegionId, ops: AccountOps): AccountOps {
+  const up = <T>(call: () => Promise<T>): Promise<T> =>
+    sim.node(region) ? call() : Promise.reject(new MeridianError('unavailable', `${region} is down`));
+  return {
+    apply: (account, delta, key) => up(() => ops.apply(account, delta, key)),
+    fence: (account, key) => up(() => ops.fence(account, key)),
+  };
 }
 
 export type { SagaSimulation };
