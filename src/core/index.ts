@@ -1,4 +1,5 @@
 /** The deterministic core: pure protocol logic, with time, timers and storage handed in. */
+export * from './backoff.js';
 export * from './change.js';
 export * from './collection.js';
 export * from './crdt.js';
@@ -7,6 +8,7 @@ export * from './geo.js';
 export * from './health.js';
 export * from './hlc.js';
 export * from './ports.js';
+export * from './random.js';
 export * from './region.js';
 export * from './store.js';
 export * from './types.js';
