@@ -235,7 +235,9 @@ export class RegionCore {
       await this.waitForVersion(options.minVersion, options.maxWaitMs ?? this.opts.maxWaitMs);
     }
     const store = this.opts.store;
-    const doc = store.getDocSync ? store.getDocSync(collection, key) : await store.getDoc(collection, key);
+    const doc =
+      (this.bugs.readUncommitted ? this.commits.committing?.cached(collection, key) : undefined) ??
+      (store.getDocSync ? store.getDocSync(collection, key) : await store.getDoc(collection, key));
     if (!doc || isAbsent(doc.state)) return undefined;
     const seen = joinVersions(this.applied, doc.version);
     const version = options.minVersion ? joinVersions(seen, options.minVersion) : seen;
@@ -335,7 +337,7 @@ export class RegionCore {
       // One tag per member and change: a remove of one member must not cover another's add.
       const adds: Record<string, string[]> = {};
       members.forEach((m, i) => {
-        adds[m] = [`${this.region}:${seq}.${i}`];
+        adds[m] = [this.bugs.reuseSetTags ? `${this.region}:${m}` : `${this.region}:${seq}.${i}`];
       });
       return { t: 'set', adds, removed: [] } satisfies SetState;
     });
@@ -390,7 +392,7 @@ export class RegionCore {
       let home: RegionId | undefined;
       if (spec.policy === 'pinned') {
         home = cur?.home ?? options.homeRegion ?? this.region;
-        if (home !== this.region) {
+        if (home !== this.region && !this.bugs.ignoreHome) {
           throw new MeridianError('misdirected', `key '${key}' of '${spec.name}' is homed in ${home}`, {
             replayRegion: home,
           });

@@ -4,12 +4,12 @@
  * Everything random comes from the seed, so the same options give the same run.
  */
 
-import { loadRegionTable } from '../adapters/region-table.js';
 import { holders as holdersOf } from '../core/collection.js';
 import type { DocState } from '../core/crdt.js';
 import { isMeridianError } from '../core/errors.js';
 import type { HealthBugs } from '../core/health.js';
 import type { DocView, PlantedBugs, ReadOptions, RegionEvent, WriteOptions } from '../core/region.js';
+import { loadRegionTable } from '../core/regions.js';
 import type { CommitBatch } from '../core/store.js';
 import type { CollectionSpec, RegionId, RegionInfo } from '../core/types.js';
 import {

@@ -255,7 +255,13 @@ interface TxMark {
  * Returns whether the merge resolved a conflict. `mergeOut` is where the merge reports it (one
  * object per region, not one per merge).
  */
-export function stageChange(tx: BatchTx, change: Change, mergeOut: { conflict: boolean }): boolean {
+export function stageChange(
+  tx: BatchTx,
+  change: Change,
+  mergeOut: { conflict: boolean },
+  /** The planted bug lastArrivalWins: the change's state replaces the document's. */
+  replace = false,
+): boolean {
   let conflict = false;
   const p = change.payload;
   tx.changes.push(change);
@@ -264,7 +270,7 @@ export function stageChange(tx: BatchTx, change: Change, mergeOut: { conflict: b
   if (p.kind === 'doc') {
     const cur = tx.cached(p.collection, p.key);
     let state: DocState = p.delta;
-    if (cur) {
+    if (cur && !replace) {
       state = mergeDocInto(cur.state, p.delta, mergeOut);
       conflict = mergeOut.conflict;
     }

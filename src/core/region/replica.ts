@@ -105,7 +105,8 @@ export function applyInTx(
       // The change is still applied (refusing it would break convergence); only the clock refuses to jump.
       ctx.onEvent?.({ type: 'clock-skew', from: change.origin, message: (e as Error).message });
     }
-    if (stageChange(tx, change, ctx.mergeOut) && change.payload.kind === 'doc') {
+    const replace = ctx.bugs.lastArrivalWins === true && p.kind === 'doc' && p.delta.t === 'reg';
+    if (stageChange(tx, change, ctx.mergeOut, replace) && change.payload.kind === 'doc') {
       ctx.counts.conflicts++;
       ctx.onEvent?.({
         type: 'conflict',

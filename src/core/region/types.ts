@@ -16,6 +16,14 @@ export interface PlantedBugs {
   ackBeforeApply?: boolean;
   /** kv records about a resident collection are treated as unrestricted (sent, snapshotted, applied anywhere). */
   leakResidentKv?: boolean;
+  /** applyRemote takes a peer's register write as it arrives instead of merging it (last arrival wins). */
+  lastArrivalWins?: boolean;
+  /** a set add tags a member with the region and member only, so a re-add reuses a removed tag. */
+  reuseSetTags?: boolean;
+  /** a region accepts a write to a pinned key homed elsewhere instead of refusing it (421). */
+  ignoreHome?: boolean;
+  /** reads see the documents of the batch being committed, before it is durable (dirty reads). */
+  readUncommitted?: boolean;
 }
 
 export interface RegionCoreOptions {

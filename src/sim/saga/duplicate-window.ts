@@ -5,8 +5,8 @@
  * replays. Runs in the simulator's virtual time over the region table's WAN delays, so the numbers
  * are exact and repeatable.
  */
-import { loadRegionTable } from '../../adapters/region-table.js';
 import { IdempotencyKeys, requestFingerprint, withIdempotency } from '../../core/idempotency.js';
+import { loadRegionTable } from '../../core/regions.js';
 import type { CollectionSpec, RegionId, RegionInfo } from '../../core/types.js';
 import { Network, NO_LINK_FAULTS } from '../network.js';
 import { Prng } from '../random.js';

@@ -5,7 +5,6 @@
  * coordinator crashes mid-saga, partitions between steps, duplicated deliveries, and client retries
  * in another region after a failover. The checkers then judge the final state.
  */
-import { loadRegionTable } from '../../adapters/region-table.js';
 import { isMeridianError, MeridianError } from '../../core/errors.js';
 import {
   canonicalJson,
@@ -14,6 +13,7 @@ import {
   requestFingerprint,
   withIdempotency,
 } from '../../core/idempotency.js';
+import { loadRegionTable } from '../../core/regions.js';
 import { type AccountOps, Accounts } from '../../core/saga/accounts.js';
 import { type SagaBugs, SagaEngine } from '../../core/saga/engine.js';
 import { AccountRouter } from '../../core/saga/router.js';
