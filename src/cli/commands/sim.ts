@@ -15,7 +15,17 @@ import { mixLine, replayCommand, runReport, table, violationReport } from '../..
 import { DEFAULT_SIM, type RunResult, type SimOptions, simulate } from '../../sim/simulator.js';
 import { WORKLOADS } from '../../sim/workload.js';
 
-const BUGS = ['dropIncrement', 'skipTokenWait', 'ackBeforeApply'] as const;
+/** Planted defects of the region core (core/region/types.ts PlantedBugs); docs/simulator.md lists what catches each. */
+const BUGS = [
+  'dropIncrement',
+  'skipTokenWait',
+  'ackBeforeApply',
+  'leakResidentKv',
+  'lastArrivalWins',
+  'reuseSetTags',
+  'ignoreHome',
+  'readUncommitted',
+] as const satisfies readonly (keyof PlantedBugs)[];
 /** Planted defects of the health state machine (core/health.ts); each turns on --health. */
 const HEALTH_BUGS = ['staticTimeout', 'timeoutNotEvidence'] as const;
 
