@@ -167,7 +167,7 @@ export const FAULT_PROFILES: Record<string, FaultProfile> = {
   disk: {
     name: 'disk',
     describe:
-      'failing disks (episodes where commits fail), torn fsync windows (a commit told it failed may be on disk), 1% of commits failing, slow disks and crashes: the commit-failure paths',
+      'failing disks (episodes where most commits fail), 1% of commits failing, slow disks and crashes: the commit-failure path',
     link: { lossRate: 0, dupRate: 0, reorderRate: 0, reorderMaxMs: 0, jitterFrac: 0.1 },
     ...quiet,
     ...noNewFaults,
@@ -178,9 +178,17 @@ export const FAULT_PROFILES: Record<string, FaultProfile> = {
     diskFailEveryMs: 2000,
     diskFailForMs: [100, 1500],
     diskFailRate: 0.7,
-    tornFsyncEveryMs: 3000,
-    tornFsyncForMs: [50, 500],
     commitFailRate: 0.01,
+  },
+  'torn-fsync': {
+    name: 'torn-fsync',
+    describe:
+      'torn fsync windows: a commit is told its fsync failed, yet half of them reached the disk (what an fsync error after the write leaves)',
+    link: { lossRate: 0, dupRate: 0, reorderRate: 0, reorderMaxMs: 0, jitterFrac: 0.1 },
+    ...quiet,
+    ...noNewFaults,
+    tornFsyncEveryMs: 2000,
+    tornFsyncForMs: [50, 500],
   },
 };
 

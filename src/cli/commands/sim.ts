@@ -185,12 +185,24 @@ async function sweep(o: CliOptions, names: string[]): Promise<number> {
     kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
   };
   const t0 = performance.now();
+  const crashed: { options: SimOptions; message: string }[] = [];
   process.stdout.write(
     `meridian sim: seeds ${o.seed}..${o.seed + o.seeds - 1}, regions ${o.sim.regions.join(',')}, ${o.sim.durationMs / 1000}s each, faults ${o.sim.faults}, workload ${o.sim.workload}, ${o.sim.opsPerSec} ops/s\n`,
   );
   for (let i = 0; i < o.seeds; i++) {
     const seed = o.seed + i;
-    const r = await simulate({ ...o.sim, seed });
+    let r: RunResult;
+    try {
+      r = await simulate({ ...o.sim, seed });
+    } catch (e) {
+      // The simulator itself gave up (an invariant of the harness broke): the seed fails, the sweep goes on.
+      const message = (e as Error).message;
+      crashed.push({ options: { ...o.sim, seed }, message });
+      process.stdout.write(
+        `[${String(i + 1).padStart(String(o.seeds).length)}/${o.seeds}] seed ${seed}: SIMULATOR ERROR ${message}\n`,
+      );
+      continue;
+    }
     const f = r.figures;
     totals.ops += f.ops.total;
     totals.conflicts += f.conflicts;
@@ -231,6 +243,7 @@ async function sweep(o: CliOptions, names: string[]): Promise<number> {
       [
         ['seeds', o.seeds],
         ['seeds with a violation', failing.length],
+        ['seeds the simulator gave up on (error)', crashed.length],
         ['wall time (s)', wallS.toFixed(1)],
         ['operations', totals.ops],
         ['conflicts resolved', totals.conflicts],
@@ -267,6 +280,10 @@ async function sweep(o: CliOptions, names: string[]): Promise<number> {
     for (const line of violationReport(r, r.violations[0]!)) process.stdout.write(`${line}\n`);
     process.stdout.write('\n');
   }
+  for (const c of crashed) {
+    process.stdout.write(`SIMULATOR ERROR (seed ${c.options.seed}): ${c.message}\n  ${mixLine(c.options)}\n`);
+    process.stdout.write(`  replay: ${replayCommand(c.options)}\n\n`);
+  }
   if (failing.length > 0) {
     process.stdout.write('replay the failing seeds:\n');
     for (const r of failing) {
@@ -276,7 +293,9 @@ async function sweep(o: CliOptions, names: string[]): Promise<number> {
     }
   }
   process.stdout.write(
-    failing.length === 0 ? 'result: ok\n' : `result: ${failing.length} seed(s) violated\n`,
+    failing.length + crashed.length === 0
+      ? 'result: ok\n'
+      : `result: ${failing.length} seed(s) violated, ${crashed.length} seed(s) stopped the simulator\n`,
   );
-  return failing.length === 0 ? 0 : 1;
+  return failing.length + crashed.length === 0 ? 0 : 1;
 }
