@@ -343,6 +343,7 @@ export function structuredRequest(seed: number): FuzzRequest {
 
 /** Case `i` of a run with `seed`: raw and structured requests alternate. */
 export function fuzzRequest(seed: number, i: number): FuzzRequest {
-  const caseSeed = (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) + Math.imul(i, 0xc2b2ae35)) | 0;
+  // An independent stream per case, so a printed (seed, case) replays alone.
+  const caseSeed = new Prng(seed >>> 0).fork(`case ${i}`).u32() | 0;
   return i % 2 === 0 ? rawRequest(caseSeed) : structuredRequest(caseSeed);
 }
