@@ -1,7 +1,8 @@
 /**
  * Read validity: every value a read returns was written by someone. A register read returns the
  * value of a committed write of that very key; a counter read returns a sum the committed
- * increments can make (each origin's share is one of the running totals it committed); a set read
+ * increments can make (each origin's share is one of the running totals it committed: exactly
+ * while a counter has few, else within the range they span); a set read
  * lists only members some committed change added to that set. A value nobody committed (a dirty
  * read of a write that was then lost, or another key's value) is a violation, whoever reads it.
  */
@@ -13,8 +14,8 @@ import { type Checker, MAX_VIOLATIONS_PER_CHECKER, stableJson } from './types.js
 interface CounterShares {
   p: Map<string, Set<number>>;
   n: Map<string, Set<number>>;
-  /** The reachable sums of each side, computed at the first read of the document. */
-  masks?: { p: bigint; n: bigint };
+  /** How reads of the document are judged, worked out at its first read: the range, and the exact sums of each side when few. */
+  judged?: { min: number; max: number; p?: bigint; n?: bigint };
 }
 
 /**
@@ -31,12 +32,37 @@ function reachable(shares: Map<string, Set<number>>): bigint {
   return reach;
 }
 
-/** Whether some p sum minus some n sum equals `value`. */
+/** Above this many committed totals for one counter, the exact sums cost more than they find. */
+const EXACT_TOTALS_MAX = 256;
+
+/**
+ * Whether some p sum minus some n sum equals `value`. Exact while the counter has few committed
+ * totals; beyond that, within the range they span (running totals grow by small steps, so their
+ * sums leave few gaps, and the range is where a read of an unwritten increment shows).
+ */
 function canSum(s: CounterShares, value: number): boolean {
-  s.masks ??= { p: reachable(s.p), n: reachable(s.n) };
-  const { p, n } = s.masks;
-  for (let m = 0, rest = n; rest !== 0n; m++, rest >>= 1n) {
-    if ((rest & 1n) === 1n && value + m >= 0 && ((p >> BigInt(value + m)) & 1n) === 1n) return true;
+  if (!s.judged) {
+    let count = 0;
+    let maxP = 0;
+    let maxN = 0;
+    for (const vs of s.p.values()) {
+      count += vs.size;
+      maxP += Math.max(0, ...vs);
+    }
+    for (const vs of s.n.values()) {
+      count += vs.size;
+      maxN += Math.max(0, ...vs);
+    }
+    s.judged =
+      count > EXACT_TOTALS_MAX
+        ? { min: -maxN, max: maxP }
+        : { min: -maxN, max: maxP, p: reachable(s.p), n: reachable(s.n) };
+  }
+  const j = s.judged;
+  if (value < j.min || value > j.max) return false;
+  if (j.p === undefined || j.n === undefined) return true;
+  for (let m = 0, rest = j.n; rest !== 0n; m++, rest >>= 1n) {
+    if ((rest & 1n) === 1n && value + m >= 0 && ((j.p >> BigInt(value + m)) & 1n) === 1n) return true;
   }
   return false;
 }
