@@ -66,19 +66,20 @@ describe('simulated disk and network', () => {
   });
 
   it('partitions cut traffic, one-way partitions in one direction only; delay is RTT/2', async () => {
+    const ACK = { type: 'ack', reqId: 1, body: { region: 'a', applied: {} } } as const;
     const t = new VirtualTime();
     const net = new Network(t, new Prng(1), () => 40, NO_LINK_FAULTS);
     const got: string[] = [];
     net.onDeliver = (env) => got.push(`${env.from}>${env.to}@${t.nowMs}`);
     net.partition(['a'], ['b'], true);
-    net.send('a', 'b', { type: 'ack', version: {} });
-    net.send('b', 'a', { type: 'ack', version: {} });
+    net.send('a', 'b', ACK);
+    net.send('b', 'a', ACK);
     await t.runUntil(100);
     assert.deepEqual(got, ['b>a@40']);
     net.heal(['a'], ['b'], true);
     net.partition(['a'], ['b'], false);
-    net.send('a', 'b', { type: 'ack', version: {} });
-    net.send('b', 'a', { type: 'ack', version: {} });
+    net.send('a', 'b', ACK);
+    net.send('b', 'a', ACK);
     await t.runUntil(200);
     assert.equal(net.stats.partitioned, 3);
   });

@@ -169,6 +169,10 @@ export class RegionCore {
       limits: this.limits,
       applied: () => this.applied,
       committed: (tx) => this.committed(tx),
+      failed: (error) => {
+        this.closed = true;
+        this.opts.onEvent?.({ type: 'store-failed', message: (error as Error)?.message ?? String(error) });
+      },
     });
   }
 

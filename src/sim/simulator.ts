@@ -93,6 +93,8 @@ export interface RunResult {
 }
 
 const SYNC_TIMEOUT_MS = 1500;
+/** How long a region whose store failed a commit is down before its supervisor has restarted it. */
+const STORE_RESTART_MS = 200;
 /** Options of a read or write that has none: one shared object (the core only reads them). */
 const NO_OPTIONS: Readonly<ReadOptions & WriteOptions> = Object.freeze({});
 
@@ -668,6 +670,9 @@ class Simulation {
     else if (e.code === 'misdirected' || e.code === 'not_caught_up') {
       op.result = 'refused';
       if (e.details.replayRegion) op.replayRegion = e.details.replayRegion;
+    } else if (e.code === 'unavailable') {
+      // 503 from a core that stopped (its store failed a commit; the process is restarting).
+      op.result = 'unavailable';
     } else op.result = 'error';
   }
 
@@ -691,6 +696,11 @@ class Simulation {
       case 'snapshot-applied':
         this.counts.snapshots++;
         this.note(`${region}: applied a snapshot from ${e.from} (${e.docs} docs)`);
+        return;
+      case 'store-failed':
+        // The node answers the failed batch, exits, and its supervisor restarts it from disk.
+        this.note(`${region}: the store failed a commit (${e.message}); the process restarts`);
+        this.time.after(0, () => this.applyFault({ kind: 'crash', region, downMs: STORE_RESTART_MS }));
         return;
       default:
         return;

@@ -6,13 +6,14 @@ import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { encodeHlc } from '../../core/hlc.js';
 import { QUARANTINE_NS, RegionCore } from '../../core/region.js';
+import { PeerFeed } from '../../core/replication/feed.js';
+import type { StreamMessage, StreamRequest } from '../../core/replication/protocol.js';
 import { MemoryStore } from '../../core/store.js';
 import type { CollectionSpec, RegionInfo } from '../../core/types.js';
+import type { VersionVector } from '../../core/version.js';
 import { SqliteStore } from '../sqlite-store.js';
 import { systemClock, systemTimers } from '../system.js';
-import { Backoff } from './backoff.js';
-import { PeerFeed } from './feed.js';
-import { decodeMessage, type StreamMessage } from './protocol.js';
+import { decodeMessage, encodeMessage } from './protocol.js';
 
 const regions: RegionInfo[] = [
   { id: 'us-east-1', lat: 38.9, lon: -77.4 },
@@ -34,11 +35,12 @@ const open = (region: string) =>
     timers: systemTimers,
   });
 
+/** The core's feed through the HTTP framing: each message encoded as the node sends it, and decoded. */
 function collect() {
   const messages: StreamMessage[] = [];
   const sink = {
-    write: (s: string) => {
-      for (const line of s.split('\n')) if (line) messages.push(decodeMessage(line));
+    write: (m: StreamMessage) => {
+      for (const line of encodeMessage(m).split('\n')) if (line) messages.push(decodeMessage(line));
       return true;
     },
     drained: async () => undefined,
@@ -57,6 +59,9 @@ async function until(what: string, check: () => boolean, timeoutMs = 2000): Prom
 /** An HLC from the core's clock, for a change written behind the store's back. */
 const encodeHlcNow = (core: RegionCore): string => encodeHlc(core.hlc.now());
 
+const feedOptions = (heartbeatMs: number) => ({ heartbeatMs, clock: systemClock, timers: systemTimers });
+const everything = (have: VersionVector): StreamRequest => ({ have, relay: 'all' });
+
 const sentSeqs = (messages: StreamMessage[], origin: string) =>
   messages.flatMap((m) =>
     m.t === 'changes' ? m.changes.filter((c) => c.origin === origin).map((c) => c.seq) : [],
@@ -67,7 +72,7 @@ describe('PeerFeed', () => {
     const us = await open('us-east-1');
     for (let i = 0; i < 3; i++) await us.put('settings', `k${i}`, i);
     const { messages, sink } = collect();
-    const feed = new PeerFeed(us, 'eu-west-1', {}, sink, { heartbeatMs: 30 });
+    const feed = new PeerFeed(us, 'eu-west-1', everything({}), sink, feedOptions(30));
     const running = feed.run();
     await until('catch-up', () => sentSeqs(messages, 'us-east-1').length === 3);
     await Promise.all([us.put('settings', 'k3', 3), us.put('settings', 'k4', 4)]);
@@ -93,7 +98,7 @@ describe('PeerFeed', () => {
 
     for (const relay of [[], ['eu-west-1']] as const) {
       const { messages, sink } = collect();
-      const feed = new PeerFeed(us, 'ap-northeast-1', {}, sink, { heartbeatMs: 1000, relay });
+      const feed = new PeerFeed(us, 'ap-northeast-1', { have: {}, relay }, sink, feedOptions(1000));
       const running = feed.run();
       await until('own change', () => sentSeqs(messages, 'us-east-1').length === 1);
       if (relay.length > 0) await until('relayed', () => sentSeqs(messages, 'eu-west-1').length === 2);
@@ -148,7 +153,7 @@ describe('PeerFeed and what it cannot send', () => {
       });
       await us2.put('settings', 'after', 3);
       const { messages, sink } = collect();
-      const feed = new PeerFeed(us2, 'eu-west-1', {}, sink, { heartbeatMs: 30 });
+      const feed = new PeerFeed(us2, 'eu-west-1', everything({}), sink, feedOptions(30));
       const running = feed.run();
       await until('all three', () => sentSeqs(messages, 'us-east-1').length === 3);
       await until('a heartbeat after them', () => messages.at(-1)?.t === 'hb');
@@ -186,24 +191,12 @@ describe('PeerFeed and what it cannot send', () => {
       [{ 'us-east-1': 1 }, [2, 3]],
     ] as const) {
       const { messages, sink } = collect();
-      const feed = new PeerFeed(eu, 'us-east-1', have, sink, { heartbeatMs: 20 });
+      const feed = new PeerFeed(eu, 'us-east-1', everything(have), sink, feedOptions(20));
       const running = feed.run();
       await until('a heartbeat', () => messages.some((m) => m.t === 'hb'));
       feed.close();
       await running;
       assert.deepEqual(sentSeqs(messages, 'us-east-1'), expected);
     }
-  });
-});
-
-describe('Backoff', () => {
-  it('grows exponentially up to the cap, with full jitter, and resets', () => {
-    const b = new Backoff({ minMs: 100, maxMs: 1000, random: () => 0.999 });
-    const ds = Array.from({ length: 6 }, () => b.next());
-    assert.deepEqual(ds, [100, 200, 400, 799, 999, 999]);
-    b.reset();
-    assert.equal(b.next(), 100);
-    const zero = new Backoff({ minMs: 100, maxMs: 1000, random: () => 0 });
-    assert.equal(zero.next(), 0);
   });
 });

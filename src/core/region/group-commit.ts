@@ -1,8 +1,11 @@
 /**
  * Group commit: mutations queue up, and every mutation queued when a batch forms runs against one
  * batch transaction and commits in one store transaction; then all are answered. A mutation that
- * fails rolls back to its savepoint and fails alone; a failed commit fails the batch.
+ * fails rolls back to its savepoint and fails alone; a failed commit fails the batch and stops the
+ * group commit: whether the batch reached the disk is unknown (an fsync error can follow the
+ * write), so the next batch could reuse its sequence numbers. The owner restarts from the store.
  */
+import { MeridianError } from '../errors.js';
 import type { KvRecord, RegionStore } from '../store.js';
 import type { StoredValueLimits } from '../stored-value.js';
 import type { VersionVector } from '../version.js';
@@ -32,11 +35,15 @@ export interface GroupCommitOptions {
   applied(): VersionVector;
   /** A batch is durable: called before its mutations are answered. */
   committed(tx: BatchTx): void;
+  /** A commit failed (after its mutations were answered with the error); nothing runs after it. */
+  failed(error: unknown): void;
 }
 
 export class GroupCommit {
   private queue: Mutation<unknown>[] = [];
   private draining = false;
+  /** Set when a commit failed: every later mutation is refused. */
+  private stopped = false;
   /** The batch being committed, until it is durable (read only by the planted bug readUncommitted). */
   committing: BatchTx | undefined;
 
@@ -44,6 +51,7 @@ export class GroupCommit {
 
   /** Queues a mutation; it runs in the next batch, and resolves once that batch is durable. */
   enqueue<T>(run: (tx: BatchTx) => T | Promise<T>, selfChecked = false): Promise<T> {
+    if (this.stopped) return Promise.reject(storeFailed());
     return new Promise<T>((resolve, reject) => {
       this.queue.push({
         run,
@@ -87,6 +95,7 @@ export class GroupCommit {
           }
         }
         let committed = false;
+        let commitError: unknown;
         if (tx.dirty) {
           try {
             // Kv entries already present with a newer HLC must not be overwritten by older replicated ones.
@@ -95,6 +104,7 @@ export class GroupCommit {
             await o.store.commit(tx.toBatch());
             committed = true;
           } catch (error) {
+            commitError = error ?? new Error('commit failed');
             for (const m of batch) {
               if (m.ok) {
                 m.ok = false;
@@ -109,11 +119,23 @@ export class GroupCommit {
           if (m.ok) m.resolve(m.value);
           else m.reject(m.error);
         }
+        if (commitError !== undefined) {
+          this.stopped = true;
+          const queued = this.queue;
+          this.queue = [];
+          for (const m of queued) m.reject(storeFailed());
+          o.failed(commitError);
+          return;
+        }
       }
     } finally {
       this.draining = false;
     }
   }
+}
+
+function storeFailed(): MeridianError {
+  return new MeridianError('unavailable', 'the store failed a commit: this region restarts from its disk');
 }
 
 /** The latest of each kv record in `records` that is newer than what the store holds. */

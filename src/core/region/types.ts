@@ -101,6 +101,11 @@ export type RegionEvent =
   | { type: 'sync-timeout'; collection: string; key: string; seq: number }
   | { type: 'snapshot-applied'; from: RegionId; docs: number }
   /**
+   * The store failed a commit: what reached the disk is unknown, so the core stopped (every call
+   * answers 503). Its host must restart it from the store (the node exits; the simulator restarts).
+   */
+  | { type: 'store-failed'; message: string }
+  /**
    * A peer sent data of a resident collection this region may not hold; it was not stored (the
    * change counts as a placeholder). Names no collection or key: this region may not know them.
    */

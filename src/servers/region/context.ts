@@ -3,8 +3,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { MeridianConfig } from '../../adapters/config.js';
 import type { Logger } from '../../adapters/logger.js';
 import type { RegionMetrics } from '../../adapters/metrics.js';
-import type { PeerFeed } from '../../adapters/replication/feed.js';
 import type { DocView, RegionCore, WriteOptions } from '../../core/region.js';
+import type { ReplicationDriver } from '../../core/replication/driver.js';
+import type { PeerFeed } from '../../core/replication/feed.js';
 import type { RegionId } from '../../core/types.js';
 import type { VersionVector } from '../../core/version.js';
 
@@ -26,6 +27,8 @@ export interface RegionNodeContext {
   isDraining(): boolean;
   /** Outbound replication streams being served, closed first when draining. */
   readonly feeds: Set<PeerFeed>;
+  /** Serves peers' streams and acknowledgements (the routes in internal.ts are its HTTP side). */
+  readonly replication: ReplicationDriver;
   readonly mutationHooks: readonly MutationHook[];
 }
 

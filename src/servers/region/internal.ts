@@ -5,17 +5,16 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { PeerFeed } from '../../adapters/replication/feed.js';
+import { ndjsonSink } from '../../adapters/replication/http-transport.js';
 import {
   ACK_PATH,
-  type AckAnswer,
   NDJSON,
   PEER_HEADER,
-  parseAck,
   STATUS_PATH,
   STREAM_PATH,
 } from '../../adapters/replication/protocol.js';
 import { MeridianError } from '../../core/errors.js';
+import { parseAck } from '../../core/replication/protocol.js';
 import type { RegionId } from '../../core/types.js';
 import { decodeToken, encodeToken } from '../../core/version.js';
 import type { RegionNodeContext } from './context.js';
@@ -111,34 +110,12 @@ export function registerInternalRoutes(
       [H.region]: node.region,
       [H.version]: encodeToken(node.core.version),
     });
-    const feed = new PeerFeed(
-      node.core,
-      peer,
-      have,
-      {
-        write: (s) => raw.write(s),
-        drained: () =>
-          new Promise<void>((resolve) => {
-            const done = () => {
-              raw.off('drain', done);
-              raw.off('close', done);
-              resolve();
-            };
-            raw.once('drain', done);
-            raw.once('close', done);
-          }),
-      },
-      { heartbeatMs: node.cfg.replication.heartbeatMs, relay },
-    );
-    node.feeds.add(feed);
+    const { feed, done } = node.replication.serve(peer, { have, relay }, ndjsonSink(raw));
     raw.on('close', () => feed.close());
     node.log.info({ peer, relay }, 'serving replication stream');
     try {
-      await feed.run();
-    } catch (e) {
-      node.log.warn({ peer, err: (e as Error).message }, 'replication stream ended with an error');
+      await done;
     } finally {
-      node.feeds.delete(feed);
       raw.end();
     }
   });
@@ -146,10 +123,7 @@ export function registerInternalRoutes(
   app.post(ACK_PATH, async (req) => {
     const ack = parseAck(req.body);
     knownPeer(node, ack.region, 'region');
-    node.core.onPeerAck(ack.region, ack.applied);
-    // Our clock, read as late as possible: the sender bounds our offset with it (an NTP round trip).
-    const answer: AckAnswer = { ok: true, wallMs: node.core.wallClockMs() };
-    return answer;
+    return node.replication.receiveAck(ack);
   });
 
   app.get(STATUS_PATH, async () => ({

@@ -15,19 +15,20 @@ import {
 import { createLogger, type Logger, type LogLevel } from '../../adapters/logger.js';
 import { RegionMetrics } from '../../adapters/metrics.js';
 import { openStore } from '../../adapters/open-store.js';
-import { AckSender } from '../../adapters/replication/acks.js';
-import type { PeerFeed } from '../../adapters/replication/feed.js';
-import { PeerLink } from '../../adapters/replication/link.js';
-import { systemClock, systemTimers } from '../../adapters/system.js';
+import { HttpTransport } from '../../adapters/replication/http-transport.js';
+import { systemClock, systemRandom, systemTimers } from '../../adapters/system.js';
 import { decodeHlc } from '../../core/hlc.js';
 import type { Clock, Timers } from '../../core/ports.js';
 import { RegionCore, type RegionEvent } from '../../core/region.js';
+import { type PeerFeed, type PeerLink, ReplicationDriver } from '../../core/replication/index.js';
 import type { RegionStore } from '../../core/store.js';
 import type { RegionId } from '../../core/types.js';
-import { seqOf, type VersionVector } from '../../core/version.js';
+import type { VersionVector } from '../../core/version.js';
 import { buildRegionApp } from './app.js';
 import type { MutationHook, RegionNodeContext, RegionRouteModule } from './context.js';
 import { defaultMutationHooks, defaultRouteModules } from './modules.js';
+
+const NO_LINKS: ReadonlyMap<RegionId, PeerLink> = new Map();
 
 const yieldToIo = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -49,18 +50,15 @@ export interface RegionNodeOptions {
 }
 
 export class RegionNode implements RegionNodeContext {
-  readonly feeds = new Set<PeerFeed>();
-  readonly links = new Map<RegionId, PeerLink>();
+  /** The core's replication driver (src/core/replication), over HTTP; the simulator runs the same one. */
+  readonly replication: ReplicationDriver;
   app!: FastifyInstance;
   /** The base URL the node listens on (its real port when the config said 0). */
   url = '';
   private draining = false;
   private closing: Promise<void> | undefined;
-  private acks: AckSender | undefined;
-  private compactTimer: NodeJS.Timeout | undefined;
-  private relayTimer: NodeJS.Timeout | undefined;
-  private compacting = false;
-  private truncated: VersionVector = {};
+  /** Whether the links were started (`replicate: false` serves streams but opens none). */
+  private replicating = false;
   private readonly lastLagMs = new Map<RegionId, number>();
   /** Quarantined changes reported since start, newest last (the store's QUARANTINE_NS keeps all). */
   readonly quarantine: { total: number; recent: Extract<RegionEvent, { type: 'quarantined' }>[] } = {
@@ -77,7 +75,46 @@ export class RegionNode implements RegionNodeContext {
     readonly metrics: RegionMetrics,
     readonly log: Logger,
     readonly mutationHooks: readonly MutationHook[],
-  ) {}
+    timers: Timers,
+  ) {
+    const peers = cfg.regions.map((r) => r.id).filter((r) => r !== region);
+    this.replication = new ReplicationDriver({
+      core,
+      peers,
+      transport: new HttpTransport({
+        region,
+        peers: peers.map((id) => ({ id, url: nodeUrlFrom(cfg, region, id) })),
+        clusterSecret: cfg.secrets.clusterSecret,
+        dispatcher: this.dispatcher,
+      }),
+      // Durations (heartbeats, downtime): the system clock, whatever clock the core was given.
+      clock: systemClock,
+      timers,
+      random: systemRandom,
+      settings: cfg.replication,
+      events: {
+        connected: (peer, relay) => log.info({ peer, relay }, 'replication stream connected'),
+        streamFailed: (peer, err) => log.debug({ peer, err: err.message }, 'replication stream failed'),
+        reconnect: (peer) => metrics.streamReconnects.inc({ peer }),
+        snapshotApplied: (from) => metrics.snapshotsApplied.inc({ from }),
+        relayChanged: (via, relay) => log.info({ via, relay }, 'changing relay set'),
+        ackFailed: (peer, err) => log.debug({ peer, err: err.message }, 'ack failed'),
+        feedFailed: (peer, err) =>
+          log.warn({ peer, err: err.message }, 'replication stream ended with an error'),
+        compactionFailed: (err) => log.warn({ err: err.message }, 'log compaction failed'),
+      },
+    });
+  }
+
+  /** Outbound replication streams being served, closed first when draining. */
+  get feeds(): Set<PeerFeed> {
+    return this.replication.feeds;
+  }
+
+  /** Inbound replication links, one per peer (none with `replicate: false`). */
+  get links(): ReadonlyMap<RegionId, PeerLink> {
+    return this.replicating ? this.replication.links : NO_LINKS;
+  }
 
   /**
    * Opens the store, starts the HTTP server and the replication links.
@@ -124,6 +161,7 @@ export class RegionNode implements RegionNodeContext {
       metrics,
       log,
       o.mutationHooks ?? defaultMutationHooks,
+      o.timers ?? systemTimers,
     );
     const n = node;
     metrics.bind(() => core.stats(), {
@@ -141,7 +179,7 @@ export class RegionNode implements RegionNodeContext {
     n.app = await buildRegionApp(n, {
       routeModules: o.routeModules ?? defaultRouteModules,
       extra: () => ({
-        truncated: n.truncated,
+        truncated: n.replication.truncated,
         quarantine: n.quarantine,
         links: Object.fromEntries(
           [...n.links].map(([p, l]) => [p, { connected: l.connected, lagChanges: l.lagChanges() }]),
@@ -153,7 +191,10 @@ export class RegionNode implements RegionNodeContext {
     const addr = n.app.server.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     n.url = `http://${host}:${addr.port}`;
-    if (o.replicate !== false) n.startReplication(peers);
+    if (o.replicate !== false) {
+      n.replicating = true;
+      n.replication.start();
+    }
     log.info({ url: n.url, store: o.cfg.store.kind, version: core.version }, 'region node listening');
     return n;
   }
@@ -162,88 +203,9 @@ export class RegionNode implements RegionNodeContext {
     return this.draining;
   }
 
-  private startReplication(peers: RegionId[]): void {
-    const r = this.cfg.replication;
-    const urls = peers.map((id) => ({ id, url: nodeUrlFrom(this.cfg, this.region, id).replace(/\/+$/, '') }));
-    this.acks = new AckSender({
-      core: this.core,
-      peers: urls,
-      clusterSecret: this.cfg.secrets.clusterSecret,
-      log: this.log,
-      refreshMs: r.heartbeatMs,
-    });
-    this.acks.start();
-    for (const { id, url } of urls) {
-      const link = new PeerLink({
-        core: this.core,
-        peer: id,
-        url,
-        clusterSecret: this.cfg.secrets.clusterSecret,
-        dispatcher: this.dispatcher,
-        heartbeatMs: r.heartbeatMs,
-        reconnectMinMs: r.reconnectMinMs,
-        reconnectMaxMs: r.reconnectMaxMs,
-        log: this.log,
-        onSnapshot: (p) => {
-          this.metrics.snapshotsApplied.inc({ from: p });
-          this.acks?.poke();
-        },
-        onReconnect: (p) => this.metrics.streamReconnects.inc({ peer: p }),
-        relayFor: () => this.relayWanted(id),
-      });
-      this.links.set(id, link);
-      link.start();
-    }
-    this.compactTimer = setInterval(() => void this.compact(), r.compactIntervalMs);
-    this.compactTimer.unref();
-    this.relayTimer = setInterval(() => this.checkRelays(), r.heartbeatMs);
-    this.relayTimer.unref();
-  }
-
-  /**
-   * Origins that `via` should relay to us: the peers whose own stream to us has been down for two
-   * heartbeats. Normally none, so each change crosses each link once.
-   */
-  private relayWanted(via: RegionId): RegionId[] {
-    const now = Date.now();
-    const downAfterMs = 2 * this.cfg.replication.heartbeatMs;
-    return [...this.links.values()]
-      .filter((l) => l.peer !== via && l.downSinceMs !== undefined && now - l.downSinceMs >= downAfterMs)
-      .map((l) => l.peer);
-  }
-
-  /** Re-opens a stream whose relay set no longer matches which direct streams are down. */
-  private checkRelays(): void {
-    for (const l of this.links.values()) {
-      if (!l.connected) continue;
-      const want = this.relayWanted(l.peer).sort();
-      if (want.join(',') !== l.relaying.join(',')) {
-        this.log.info({ via: l.peer, relay: want }, 'changing relay set');
-        l.refresh();
-      }
-    }
-  }
-
-  /**
-   * Trims the change log: what every peer acknowledged, beyond `logKeep`; and, whatever the acks,
-   * beyond `logMaxRetain` (a peer that far behind gets a snapshot).
-   */
-  async compact(): Promise<VersionVector> {
-    if (this.compacting || this.draining) return this.truncated;
-    this.compacting = true;
-    try {
-      const { logKeep, logMaxRetain } = this.cfg.replication;
-      this.truncated = await this.core.compactLog(logKeep);
-      const over = Object.entries(this.core.version).some(
-        ([origin, seq]) => seq - seqOf(this.truncated, origin) > logMaxRetain,
-      );
-      if (over) this.truncated = await this.core.compactLog(logMaxRetain, { force: true });
-    } catch (e) {
-      this.log.warn({ err: (e as Error).message }, 'log compaction failed');
-    } finally {
-      this.compacting = false;
-    }
-    return this.truncated;
+  /** Trims the change log now (the driver also does so every `compactIntervalMs`). */
+  compact(): Promise<VersionVector> {
+    return this.replication.compact();
   }
 
   private onCoreEvent(e: RegionEvent): void {
@@ -285,6 +247,16 @@ export class RegionNode implements RegionNodeContext {
       case 'snapshot-applied':
         this.log.info({ from: e.from, docs: e.docs }, 'snapshot applied');
         return;
+      case 'store-failed':
+        // The core stopped: what the failed commit left on disk is unknown until a restart reads it.
+        // Drain (health answers 503 at once) and leave with a failure code for the supervisor.
+        this.log.fatal(
+          { err: e.message },
+          'the store failed a commit: stopping; a restart recovers from disk',
+        );
+        process.exitCode = 70;
+        void this.drain();
+        return;
       case 'quarantined': {
         this.metrics.quarantined.inc({ origin: e.origin });
         const { type: _t, ...fields } = e;
@@ -315,11 +287,7 @@ export class RegionNode implements RegionNodeContext {
       this.draining = true;
       this.log.info({ graceMs: options.graceMs ?? 0 }, 'draining');
       if (options.graceMs) await new Promise((r) => setTimeout(r, options.graceMs));
-      if (this.compactTimer) clearInterval(this.compactTimer);
-      if (this.relayTimer) clearInterval(this.relayTimer);
-      this.acks?.stop();
-      await Promise.all([...this.links.values()].map((l) => l.stop()));
-      for (const f of this.feeds) f.close();
+      await this.replication.stop();
       const closed = this.app.close();
       // Connections whose last request ends during the close become idle later: close them then.
       const sweep = setInterval(() => this.app.server.closeIdleConnections(), 100);

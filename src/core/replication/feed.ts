@@ -4,37 +4,56 @@
  * notification while they follow on from what was sent; after a gap or overflow it reads the
  * log again, which is the source of truth.
  */
-import type { Change } from '../../core/change.js';
-import type { RegionCore } from '../../core/region.js';
-import type { RegionId } from '../../core/types.js';
-import { mergeVersions, seqOf, type VersionVector } from '../../core/version.js';
-import { encodeMessage, type StreamMessage } from './protocol.js';
+import type { Change } from '../change.js';
+import type { Clock, Timers } from '../ports.js';
+import type { RegionCore } from '../region.js';
+import type { RegionId } from '../types.js';
+import { mergeVersions, seqOf, type VersionVector } from '../version.js';
+import { Deadline } from './deadline.js';
+import type { StreamMessage, StreamRequest } from './protocol.js';
+import type { StreamSink } from './transport.js';
 
-/** Where the feed writes: an HTTP response in the node, an array in unit tests. */
-export interface FeedSink {
-  /** Returns false when the consumer is slow; the feed then waits for `drained()`. */
-  write(chunk: string): boolean;
-  drained(): Promise<void>;
-}
+/** What the replication driver needs of a RegionCore (a narrow view, so tests can stand in for it). */
+export type ReplicaCore = Pick<
+  RegionCore,
+  | 'region'
+  | 'version'
+  | 'ackVersion'
+  | 'subscribe'
+  | 'pull'
+  | 'forPeer'
+  | 'quarantineUnsendable'
+  | 'wallClockMs'
+  | 'applyRemote'
+  | 'applySnapshot'
+  | 'onPeerAck'
+  | 'observePeerClock'
+  | 'observePeerClockRoundTrip'
+  | 'notePeerUnreachable'
+  | 'compactLog'
+  | 'collection'
+>;
 
 export interface PeerFeedOptions {
   heartbeatMs: number;
+  /** Durations only (heartbeat spacing); the clock readings peers see come from the core. */
+  clock: Clock;
+  timers: Timers;
   /** Live changes buffered at most before falling back to reading the log (default 20,000). */
   maxPending?: number;
   /** Changes per catch-up message (default 1000). */
   batchLimit?: number;
-  nowMs?: () => number;
   /**
-   * Origins other than this region whose changes the peer wants relayed (its own link to them is
-   * down); 'all' relays everything. Each region normally sends only its own changes.
+   * After a commit wakes the feed, it waits this long for more before sending (default 0: at once).
+   * Fewer, larger messages under load, for up to this much more replication delay.
    */
-  relay?: readonly RegionId[] | 'all';
+  lingerMs?: number;
 }
 
 /**
  * @example
- *   const feed = new PeerFeed(core, 'eu-west-1', have, sink, { heartbeatMs: 1000 });
- *   req.on('close', () => feed.close());
+ *   const feed = new PeerFeed(core, 'eu-west-1', { have, relay: [] }, sink, { heartbeatMs: 1000, clock, timers });
+ *   onPeerGone(() => feed.close());
  *   await feed.run();
  */
 export class PeerFeed {
@@ -43,6 +62,8 @@ export class PeerFeed {
   private needPull = true;
   private stopped = false;
   private wake: (() => void) | undefined;
+  /** Ends a linger early (on close only: commits during a linger join the batch). */
+  private endLinger: (() => void) | undefined;
   private lastWriteMs = 0;
   /**
    * The peer's own changes up to this sequence are sent back to it: it opened the stream with a
@@ -52,26 +73,32 @@ export class PeerFeed {
   private recoverOwnUpTo = 0;
   private readonly maxPending: number;
   private readonly batchLimit: number;
-  private readonly nowMs: () => number;
+  private readonly have: VersionVector;
+  private readonly relay: readonly RegionId[] | 'all';
+  /** When the next heartbeat is due (one timer, however often commits wake the feed). */
+  private readonly heartbeat: Deadline;
   /** Changes handed to the sink, for metrics and tests. */
   sentChanges = 0;
 
   constructor(
-    private readonly core: RegionCore,
+    private readonly core: ReplicaCore,
     readonly peer: RegionId,
-    private readonly have: VersionVector,
-    private readonly sink: FeedSink,
+    request: StreamRequest,
+    private readonly sink: StreamSink,
     private readonly options: PeerFeedOptions,
   ) {
-    this.sent = have;
+    this.have = request.have;
+    this.relay = request.relay;
+    this.sent = request.have;
     this.maxPending = options.maxPending ?? 20_000;
     this.batchLimit = options.batchLimit ?? 1000;
-    this.nowMs = options.nowMs ?? Date.now;
+    this.heartbeat = new Deadline(options.clock, options.timers, () => this.wake?.());
   }
 
   close(): void {
     this.stopped = true;
     this.wake?.();
+    this.endLinger?.();
   }
 
   get closed(): boolean {
@@ -106,6 +133,7 @@ export class PeerFeed {
             ack: first,
           });
           first = false;
+          if (this.stopped) break;
           if (res.kind === 'snapshot') {
             await this.send({ t: 'snapshot', snapshot: res.snapshot, omitted: res.omittedCollections });
             this.sent = mergeVersions(this.sent, res.snapshot.applied);
@@ -117,6 +145,10 @@ export class PeerFeed {
           }
           await this.sendChanges(res.changes);
           continue;
+        }
+        if (this.pending.length > 0 && (this.options.lingerMs ?? 0) > 0) {
+          await this.linger(this.options.lingerMs ?? 0);
+          if (this.stopped || this.needPull) continue;
         }
         const batch = this.pending;
         this.pending = [];
@@ -135,30 +167,47 @@ export class PeerFeed {
           await this.sendFiltered(out);
           continue;
         }
-        const idleMs = this.options.heartbeatMs - (this.nowMs() - this.lastWriteMs);
+        const idleMs = this.options.heartbeatMs - (this.options.clock.nowMs() - this.lastWriteMs);
         if (idleMs <= 0) {
           await this.send({
             t: 'hb',
             version: this.core.version,
-            atMs: this.nowMs(),
+            atMs: this.options.clock.nowMs(),
             wallMs: this.core.wallClockMs(),
           });
           continue;
         }
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(done, idleMs);
-          function done() {
-            clearTimeout(timer);
-            resolve();
-          }
-          this.wake = done;
-        });
-        this.wake = undefined;
+        await this.idle();
       }
     } finally {
       unsubscribe();
+      this.heartbeat.stop();
       this.stopped = true;
     }
+  }
+
+  /** Waits until a commit wakes the feed or a heartbeat is due. */
+  private idle(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.wake = () => {
+        this.wake = undefined;
+        resolve();
+      };
+      this.heartbeat.set(this.lastWriteMs + this.options.heartbeatMs);
+    });
+  }
+
+  private linger(ms: number): Promise<void> {
+    const { timers } = this.options;
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        timers.clearTimeout(timer);
+        this.endLinger = undefined;
+        resolve();
+      };
+      const timer = timers.setTimeout(done, ms);
+      this.endLinger = done;
+    });
   }
 
   /** Advances the cursor over changes read from the log and sends those the peer should get. */
@@ -172,7 +221,7 @@ export class PeerFeed {
   private async sendFiltered(changes: readonly Change[]): Promise<void> {
     // The peer already has its own changes (unless it is recovering them); residency filtering
     // happens per change.
-    const relay = this.options.relay ?? 'all';
+    const relay = this.relay;
     const self = this.core.region;
     const out = changes
       .filter(
@@ -188,15 +237,15 @@ export class PeerFeed {
 
   private async send(m: StreamMessage): Promise<void> {
     if (this.stopped) return;
-    this.lastWriteMs = this.nowMs();
-    let line: string;
+    this.lastWriteMs = this.options.clock.nowMs();
+    let ready: boolean;
     try {
-      line = encodeMessage(m);
+      ready = this.sink.write(m);
     } catch (e) {
       if (m.t !== 'changes') throw e;
-      line = encodeMessage({ ...m, changes: m.changes.map((c) => this.sendable(c)) });
+      ready = this.sink.write({ ...m, changes: m.changes.map((c) => this.sendable(c)) });
     }
-    if (!this.sink.write(line)) await this.sink.drained();
+    if (!ready) await this.sink.drained();
   }
 
   /**
