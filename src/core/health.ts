@@ -140,6 +140,8 @@ export class HealthState {
   held = false;
   lastChangeMs: number;
   lastReason = 'initial';
+  /** When a probe last timed out (counted, not a stalled prober's), for "silence everywhere". */
+  lastTimeoutMs: number | undefined;
   private lastUpMs = Number.NEGATIVE_INFINITY;
   private flapping = false;
   readonly options: HealthOptions;
@@ -171,6 +173,18 @@ export class HealthState {
     return Math.ceil(Math.min(o.maxTimeoutMs, Math.max(o.minTimeoutMs, o.timeoutMs)));
   }
 
+  /**
+   * Whether this path was silent within the last `windowMs`: failing probes now, or a probe timed
+   * out in the window even if answers came since, or it was ejected on silence in the window. A
+   * stall of the network or the machine silences paths at slightly different moments (each path
+   * has its own deadline), so "at the same moment" has to mean "within a window".
+   */
+  recentlySilent(nowMs: number, windowMs: number): boolean {
+    if (this.status === 'up' && this.consecutiveFailed > 0 && this.lastFailure === 'timeout') return true;
+    if (this.lastTimeoutMs === undefined || nowMs - this.lastTimeoutMs > windowMs) return false;
+    return this.status === 'up' || nowMs - this.lastChangeMs <= windowMs;
+  }
+
   /** Consecutive good probes needed to come back now (doubled while the target flaps). */
   riseNeeded(): number {
     return this.flapping ? this.options.rise * 2 : this.options.rise;
@@ -184,7 +198,7 @@ export class HealthState {
   observe(
     event: HealthEvent,
     nowMs: number,
-    mayEject: (failure: FailureKind) => boolean = always,
+    mayEject: (failure: FailureKind, nowMs: number) => boolean = always,
   ): HealthTransition | undefined {
     switch (event.kind) {
       case 'probe-ok':
@@ -214,6 +228,7 @@ export class HealthState {
         this.consecutiveOk = 0;
         this.consecutiveFailed++;
         this.lastFailure = failure;
+        if (failure === 'timeout') this.lastTimeoutMs = nowMs;
         const fall = this.bugs.staticTimeout ? 1 : this.options.fall;
         if (this.status === 'up' && this.consecutiveFailed >= fall) {
           return this.eject(
@@ -254,9 +269,9 @@ export class HealthState {
     reason: string,
     failure: FailureKind,
     nowMs: number,
-    mayEject: (failure: FailureKind) => boolean,
+    mayEject: (failure: FailureKind, nowMs: number) => boolean,
   ): HealthTransition | undefined {
-    if (!mayEject(failure)) {
+    if (!mayEject(failure, nowMs)) {
       this.held = true;
       this.lastReason = `held up (ejection cap or silence everywhere): ${reason}`;
       return undefined;

@@ -76,9 +76,28 @@ describe('RoutingTable health (issue 18)', () => {
     for (const r of ten.slice(0, 4)) t.observe(r.id, silent, 1);
     for (const r of ten.slice(0, 4)) assert.equal(t.observe(r.id, silent, 2), undefined, r.id);
     assert.ok(t.snapshot().every((s) => s.status === 'up'));
-    // The others answer again; the one still silent is ejected on its next failure.
+    // The others answer again; the one still silent is ejected on its first failure after the
+    // others' silence has left the window (the RTO ceiling, 2 s by default).
     for (const r of ten.slice(1, 4)) t.observe(r.id, { kind: 'probe-ok', rttMs: 100 }, 3);
-    assert.equal(t.observe(ten[0]!.id, silent, 4)?.to, 'down');
+    assert.equal(t.observe(ten[0]!.id, silent, 4), undefined, 'the stall was 2 ms ago');
+    assert.equal(t.observe(ten[0]!.id, silent, 2003)?.to, 'down');
+  });
+
+  // Issue 18, ten-region lab with traffic: after one stall the short paths answered again before
+  // the long paths' deadlines passed, so each long path was judged when only the long ones were
+  // still failing, and the first ejections no longer counted as silence for the next.
+  it('counts paths silent within the window, and regions ejected in it, as one stall', () => {
+    const t = new RoutingTable(ten, fromSaoPaulo, { fall: 2 }, 0);
+    const silent = { kind: 'probe-failed', reason: 'no answer', failure: 'timeout' } as const;
+    const [s1, s2, l1, l2] = ten.map((r) => r.id);
+    for (const r of [s1, s2, l1, l2]) t.observe(r!, silent, 100);
+    // The short paths answer after the stall...
+    t.observe(s1!, { kind: 'probe-ok', rttMs: 50 }, 300);
+    t.observe(s2!, { kind: 'probe-ok', rttMs: 50 }, 300);
+    // ...and the long paths' second deadlines pass later: still one stall.
+    assert.equal(t.observe(l1!, silent, 600), undefined);
+    assert.equal(t.observe(l2!, silent, 650), undefined);
+    assert.ok(t.snapshot().every((s) => s.status === 'up'));
   });
 
   // The prober releases a round's held timeouts first failures first (src/servers/edge/prober.ts):

@@ -5,6 +5,7 @@
  */
 import { greatCircleKm, type LatLon } from '../geo.js';
 import {
+  DEFAULT_HEALTH,
   type FailureKind,
   type HealthBugs,
   type HealthEvent,
@@ -79,23 +80,28 @@ export class RoutingTable {
   private down = 0;
   /**
    * An ejection is allowed below the cap; one on silence also needs the other paths to be heard.
-   * When a quarter of the other regions are failing probes at the same moment, the silence is this
-   * edge's or the network's it shares (a stalled WAN emulator, a saturated machine), not the
-   * region's. Refused and reset connections are that region's alone and only meet the cap.
+   * When a quarter of the other regions were silent within the last `silenceWindowMs` (the RTO
+   * ceiling), the silence is this edge's or the network's it shares (a stalled WAN emulator, a
+   * saturated machine), not the region's: each path times out at its own deadline, so one stall
+   * silences them one after another, and the regions ejected in it still count. Refused and reset
+   * connections are that region's alone and only meet the cap.
    */
-  private readonly mayEject = (failure: FailureKind): boolean => {
+  private readonly mayEject = (failure: FailureKind, nowMs: number): boolean => {
     if (this.down >= this.maxDown) return false;
     if (failure !== 'timeout') return true;
-    let failing = 0;
+    let silent = 0;
     let others = 0;
     for (const e of this.entries.values()) {
-      if (e.health.status !== 'up') continue;
+      const h = e.health;
+      // A region down for longer than the window is not part of this moment.
+      if (h.status !== 'up' && nowMs - h.lastChangeMs > this.silenceWindowMs) continue;
       others++;
-      if (e.health.consecutiveFailed > 0) failing++;
+      if (h.recentlySilent(nowMs, this.silenceWindowMs)) silent++;
     }
-    // Both counts include the region being judged, which is failing by definition.
-    return others <= 2 || (failing - 1) * 4 < others - 1;
+    // Both counts include the region being judged, which is silent by definition.
+    return others <= 2 || (silent - 1) * 4 < others - 1;
   };
+  private readonly silenceWindowMs: number;
   readonly ctx: PolicyContext;
 
   constructor(
@@ -107,6 +113,7 @@ export class RoutingTable {
     this.ctx = ctx;
     const { maxEjectedShare, bugs, ...stateOptions } = health;
     this.maxDown = Math.max(1, Math.floor(regions.length * (maxEjectedShare ?? DEFAULT_MAX_EJECTED_SHARE)));
+    this.silenceWindowMs = stateOptions.maxTimeoutMs ?? DEFAULT_HEALTH.maxTimeoutMs;
     for (const r of regions) {
       const view: RegionView = { id: r.id, lat: r.lat, lon: r.lon, status: 'up', srttMs: undefined };
       const initialRttMs = stateOptions.initialRttMs ?? guessRttMs(ctx.edgeLocation, r);

@@ -6,6 +6,8 @@
  * and times the recovery. GeoDNS is judged by the DNS server's own health code (EdgeHealthMonitor:
  * its probes plus every edge's view, by quorum) run here over the lab's config.
  */
+import { loadavg } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { request } from 'undici';
 import type { MeridianConfig } from '../../adapters/config.js';
 import { EdgeHealthMonitor } from '../../servers/dns/health.js';
@@ -34,6 +36,12 @@ export interface HealthResult {
   dnsWithdrawals: number;
   /** Probe deadlines at the end of the quiet phase: edge -> target -> ms. */
   deadlinesMs: Record<string, Record<string, number>>;
+  /**
+   * What the machine was doing during the count (diagnostics, not targets): the one-minute load
+   * average's range, and the event-loop delay of this process, which hosts the WAN emulator when
+   * the experiment started the lab itself (a stall here holds every link at once).
+   */
+  diagnostics: { loadAverage: [number, number]; loopDelayP99Ms: number; loopDelayMaxMs: number };
   kill?: {
     region: string;
     /** edge -> ms from the kill to its ejection (undefined: not within afterS). */
@@ -123,10 +131,17 @@ export async function health(t: LabTarget, o: HealthOptions): Promise<HealthResu
   );
   const startMs = Date.now();
   const endMs = startMs + o.durationS * 1000;
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  let loadMin = Number.POSITIVE_INFINITY;
+  let loadMax = 0;
   o.log(`quiet phase: ${o.durationS} s, ${ids.length} regions, traffic ${o.traffic ? 'on' : 'off'}`);
   let lastLine = 0;
   while (Date.now() < endMs) {
     await sleep(1000);
+    const load = loadavg()[0] ?? 0;
+    loadMin = Math.min(loadMin, load);
+    loadMax = Math.max(loadMax, load);
     if (Date.now() - lastLine >= 10_000 || Date.now() >= endMs) {
       lastLine = Date.now();
       const views = await Promise.all(edges.map((e) => edgeStatus(e.url)));
@@ -139,6 +154,12 @@ export async function health(t: LabTarget, o: HealthOptions): Promise<HealthResu
       );
     }
   }
+  loop.disable();
+  const diagnostics: HealthResult['diagnostics'] = {
+    loadAverage: [Math.round(loadMin * 10) / 10, Math.round(loadMax * 10) / 10],
+    loopDelayP99Ms: Math.round(loop.percentile(99) / 1e5) / 10,
+    loopDelayMaxMs: Math.round(loop.max / 1e5) / 10,
+  };
   const afterCounts = new Map(
     await Promise.all(edges.map(async (e) => [e.id, await ejectionCounts(e.url)] as const)),
   );
@@ -228,6 +249,7 @@ export async function health(t: LabTarget, o: HealthOptions): Promise<HealthResu
   let text = `ejections of live regions in ${o.durationS} s (rows: edge, columns: region)\n`;
   text += table(['edge', ...ids, 'total'], rows);
   text += `\ntotal false ejections: ${falseEjectionsTotal}; GeoDNS withdrawals of live regions: ${quietDnsWithdrawals}\n`;
+  text += `machine during the count: load average ${diagnostics.loadAverage[0]}-${diagnostics.loadAverage[1]}; this process's event-loop delay p99 ${diagnostics.loopDelayP99Ms} ms, max ${diagnostics.loopDelayMaxMs} ms\n`;
   if (kill) {
     text += `\n${kill.region} killed: detection and recovery per vantage point\n`;
     text += table(
@@ -256,6 +278,7 @@ export async function health(t: LabTarget, o: HealthOptions): Promise<HealthResu
     falseEjectionsTotal,
     dnsWithdrawals: quietDnsWithdrawals,
     deadlinesMs,
+    diagnostics,
     ...(kill ? { kill } : {}),
     table: text,
     svg,
