@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ALWAYS, VirtualTime } from '../../sim/time.js';
+import { homeOfNewKey } from '../collection.js';
 import { MeridianError } from '../errors.js';
 import { IdempotencyKeys } from '../idempotency.js';
 import { RegionCore } from '../region.js';
@@ -66,8 +67,12 @@ async function setup(o: {
 describe('account router', () => {
   it('applies to an account homed here in-process', async () => {
     const { router, local, calls } = await setup({ homes: {}, redirect: () => US });
-    await local.open('alice', 50);
-    assert.deepEqual(await router.apply('alice', -20, 'k1'), { key: 'alice', balance: 30 });
+    // A key that every region's rule homes here, so this region may open it.
+    const spec = { name: 'accounts', policy: 'pinned', replication: { mode: 'async' } } as const;
+    let alice = 'alice';
+    for (let i = 0; homeOfNewKey(spec, [US, EU, AP], alice) !== US; i++) alice = `alice-${i}`;
+    await local.open(alice, 50);
+    assert.deepEqual(await router.apply(alice, -20, 'k1'), { key: alice, balance: 30 });
     assert.deepEqual(calls, []);
   });
 
