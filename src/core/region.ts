@@ -239,10 +239,8 @@ export class RegionCore {
       await this.waitForVersion(options.minVersion, options.maxWaitMs ?? this.opts.maxWaitMs);
     }
     const store = this.opts.store;
-    const doc =
-      (this.bugs.readUncommitted ? this.commits.committing?.cached(collection, key) : undefined) ??
-      (store.getDocSync ? store.getDocSync(collection, key) : await store.getDoc(collection, key));
-    if (!doc || isAbsent(doc.state)) return undefined;
+    const doc = store.getDocSync ? store.getDocSync(collection, key) : await store.getDoc(collection, key);
+    if (!doc || (isAbsent(doc.state) && !this.bugs.serveTombstones)) return undefined;
     const seen = joinVersions(this.applied, doc.version);
     const version = options.minVersion ? joinVersions(seen, options.minVersion) : seen;
     return { key, value: docValue(doc.state), version };

@@ -24,7 +24,7 @@ const BUGS = [
   'lastArrivalWins',
   'reuseSetTags',
   'ignoreHome',
-  'readUncommitted',
+  'serveTombstones',
 ] as const satisfies readonly (keyof PlantedBugs)[];
 /** Planted defects of the health state machine (core/health.ts); each turns on --health. */
 const HEALTH_BUGS = ['staticTimeout', 'timeoutNotEvidence'] as const;

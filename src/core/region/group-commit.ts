@@ -44,8 +44,6 @@ export class GroupCommit {
   private draining = false;
   /** Set when a commit failed: every later mutation is refused. */
   private stopped = false;
-  /** The batch being committed, until it is durable (read only by the planted bug readUncommitted). */
-  committing: BatchTx | undefined;
 
   constructor(private readonly o: GroupCommitOptions) {}
 
@@ -100,7 +98,6 @@ export class GroupCommit {
           try {
             // Kv entries already present with a newer HLC must not be overwritten by older replicated ones.
             if (tx.kv.length > 0) tx.kv.splice(0, tx.kv.length, ...(await newerKvOnly(o.store, tx.kv)));
-            this.committing = tx;
             await o.store.commit(tx.toBatch());
             committed = true;
           } catch (error) {
@@ -113,7 +110,6 @@ export class GroupCommit {
             }
           }
         }
-        this.committing = undefined;
         if (committed) o.committed(tx);
         for (const m of batch) {
           if (m.ok) m.resolve(m.value);

@@ -22,8 +22,8 @@ export interface PlantedBugs {
   reuseSetTags?: boolean;
   /** a region accepts a write to a pinned key homed elsewhere instead of refusing it (421). */
   ignoreHome?: boolean;
-  /** reads see the documents of the batch being committed, before it is durable (dirty reads). */
-  readUncommitted?: boolean;
+  /** a read of a deleted register answers its tombstone (null) instead of nothing. */
+  serveTombstones?: boolean;
 }
 
 export interface RegionCoreOptions {
