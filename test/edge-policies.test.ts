@@ -9,7 +9,14 @@ import { makeGeoIp } from '../src/adapters/geoip.js';
 import { buildMesh, meshRoutes, WanEmulator } from '../src/lab/wan/index.js';
 import type { Edge } from '../src/servers/edge/index.js';
 import { CookieJar, edgeOver, recordEvents, viaEdge } from './edge-support.js';
-import { type Cluster, call, eventually, type HostPort, startCluster } from './support/cluster.js';
+import {
+  type Cluster,
+  call,
+  eventually,
+  type HostPort,
+  keyHomedIn,
+  startCluster,
+} from './support/cluster.js';
 
 const PARIS = '48.85,2.35';
 const TOKYO = '35.68,139.69';
@@ -137,10 +144,12 @@ describe('edge over real region nodes', () => {
     const edge = track(await edgeOver(cluster.cfg, { policy: 'geo', health: FAST_HEALTH }));
     const seen = recordEvents(edge);
     const jar = new CookieJar();
-    // A Paris client creates a profile homed in Tokyo: eu-west-1 answers 421, the edge replays.
-    const w = await viaEdge(edge, 'PUT', '/v1/profiles/alice', {
+    // A Paris client creates a profile whose home (by the rule) is Tokyo: eu-west-1 answers 421,
+    // the edge replays.
+    const alice = keyHomedIn('profiles', 'ap-northeast-1', 'alice');
+    const w = await viaEdge(edge, 'PUT', `/v1/profiles/${alice}`, {
       body: { name: 'Alice' },
-      headers: { 'meridian-client-location': PARIS, 'meridian-home-region': 'ap-northeast-1' },
+      headers: { 'meridian-client-location': PARIS },
       jar,
     });
     assert.equal(w.status, 200, JSON.stringify(w.json));
@@ -156,7 +165,7 @@ describe('edge over real region nodes', () => {
     assert.equal(edge.table.isUp('eu-west-1'), true);
 
     // Sticky: for the next stickyMs the client's reads go to the region of its write.
-    const r = await viaEdge(edge, 'GET', '/v1/profiles/alice', {
+    const r = await viaEdge(edge, 'GET', `/v1/profiles/${alice}`, {
       headers: { 'meridian-client-location': PARIS },
       jar,
     });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type Cluster, call, eventually, startCluster } from './support/cluster.js';
+import { type Cluster, call, eventually, keyHomedIn, startCluster } from './support/cluster.js';
 
 /** Idempotency-Key on real region nodes: every status code of the contract, and a replay in another region. */
 describe('Idempotency-Key over HTTP', () => {
@@ -70,9 +70,9 @@ describe('Idempotency-Key over HTTP', () => {
     try {
       const h = { 'idempotency-key': 'acct-1' };
       const put = () =>
-        call(us(), 'PUT', '/v1/accounts/idem-alice', {
+        call(us(), 'PUT', `/v1/accounts/${keyHomedIn('accounts', 'us-east-1', 'idem-alice')}`, {
           body: { balance: 10 },
-          headers: { ...h, 'meridian-home-region': 'us-east-1' },
+          headers: h,
         });
       const first = put();
       // Wait until the first holds the key, then repeat it.

@@ -10,12 +10,23 @@ import type { LabRegion } from '../src/lab/plan.js';
 import { LabStats, type RequestSample } from '../src/lab/stats.js';
 import { TrafficGenerator } from '../src/lab/traffic.js';
 import { contractCode } from './region-raw-http.js';
-import { type Cluster, call, eventually, LAB_COLLECTIONS, startCluster } from './support/cluster.js';
+import {
+  type Cluster,
+  call,
+  eventually,
+  keyHomedIn,
+  LAB_COLLECTIONS,
+  startCluster,
+} from './support/cluster.js';
 
 const US = 'us-east-1';
 const EU = 'eu-west-1';
 const AP = 'ap-northeast-1';
 const OPENING = 100;
+// Keys homed where the tests need them: a new key's home is the rule every region applies.
+const ALICE = keyHomedIn('accounts', US, 'alice');
+const BOB = keyHomedIn('accounts', AP, 'bob');
+const P1 = keyHomedIn('profiles', US, 'p');
 
 const collections = LAB_COLLECTIONS.map((c) => (c.name === 'accounts' ? { ...c, writableBy: 'sagas' } : c));
 
@@ -56,16 +67,16 @@ describe('region node: accounts are read-only to /v1 clients', { timeout: 180_00
     }
     assert.equal((await call(c.url(US), 'GET', '/v1/accounts/mint')).status, 404);
     // Other collections are unaffected.
-    assert.equal((await call(c.url(US), 'PUT', '/v1/profiles/p1', { body: { n: 1 } })).status, 200);
+    assert.equal((await call(c.url(US), 'PUT', `/v1/profiles/${P1}`, { body: { n: 1 } })).status, 200);
   });
 
   it('an account opens once with the configured balance, and transfers move money between accounts', async () => {
-    const first = await call(c.url(US), 'POST', '/v1/accounts/alice/open');
+    const first = await call(c.url(US), 'POST', `/v1/accounts/${ALICE}/open`);
     assert.equal(first.status, 200, first.text);
-    assert.deepEqual(first.json, { key: 'alice', balance: OPENING, opened: true });
-    assert.equal((await call(c.url(AP), 'POST', '/v1/accounts/bob/open')).status, 200);
+    assert.deepEqual(first.json, { key: ALICE, balance: OPENING, opened: true });
+    assert.equal((await call(c.url(AP), 'POST', `/v1/accounts/${BOB}/open`)).status, 200);
     const transfer = await call(c.url(EU), 'POST', '/v1/sagas/transfer', {
-      body: { from: 'alice', to: 'bob', amount: 30 },
+      body: { from: ALICE, to: BOB, amount: 30 },
       headers: { 'idempotency-key': 'ro-t1' },
     });
     assert.equal(transfer.status, 202, transfer.text);
@@ -74,19 +85,19 @@ describe('region node: accounts are read-only to /v1 clients', { timeout: 180_00
       const s = await call(c.url(EU), 'GET', `/v1/sagas/${id}`);
       return (s.json as { status?: string }).status === 'completed';
     });
-    assert.equal(await balance(c, US, 'alice'), OPENING - 30);
-    assert.equal(await balance(c, AP, 'bob'), OPENING + 30);
+    assert.equal(await balance(c, US, ALICE), OPENING - 30);
+    assert.equal(await balance(c, AP, BOB), OPENING + 30);
     // Opening again never resets a balance; elsewhere it points at the account's home.
-    const again = await call(c.url(US), 'POST', '/v1/accounts/alice/open', {
+    const again = await call(c.url(US), 'POST', `/v1/accounts/${ALICE}/open`, {
       headers: { 'content-type': 'application/json' },
     });
-    assert.deepEqual(again.json, { key: 'alice', balance: OPENING - 30, opened: false });
-    const elsewhere = await eventually('eu-west-1 knows alice', async () => {
-      const r = await call(c.url(EU), 'POST', '/v1/accounts/alice/open');
+    assert.deepEqual(again.json, { key: ALICE, balance: OPENING - 30, opened: false });
+    const elsewhere = await eventually(`eu-west-1 knows ${ALICE}`, async () => {
+      const r = await call(c.url(EU), 'POST', `/v1/accounts/${ALICE}/open`);
       return r.status === 421 ? r : undefined;
     });
     assert.equal(elsewhere.headers['meridian-replay'], `region=${US}`);
-    assert.equal(await balance(c, US, 'alice'), OPENING - 30);
+    assert.equal(await balance(c, US, ALICE), OPENING - 30);
   });
 
   it('the lab traffic generator opens its accounts and transfers without writing accounts directly', async () => {

@@ -12,6 +12,7 @@ import {
   type Cluster,
   call,
   eventually,
+  keyHomedIn,
   type StoreKind,
   startCluster,
 } from './support/cluster.js';
@@ -151,49 +152,48 @@ for (const store of STORES) {
       assert.ok(elapsed >= 190 && elapsed < 5000, `waited ${elapsed} ms`);
     });
 
-    it('pinned: first write sets the home (Meridian-Home-Region, else the receiving region); elsewhere 421', async (t) => {
+    it('pinned: a new key is homed by the rule every region applies, whatever Meridian-Home-Region says; elsewhere 421 naming it', async (t) => {
       if (skip) return t.skip('postgres not available');
-      // Asked to home in us-east-1 but sent to eu-west-1: replayed there, nothing stored here.
-      const miss = await call(at(EU), 'PUT', '/v1/profiles/alice', {
-        body: { name: 'Alice' },
-        headers: { 'meridian-home-region': US },
-      });
-      assert.equal(miss.status, 421);
-      assert.equal(errorCode(miss), 'misdirected');
-      assert.equal(miss.headers['meridian-replay'], `region=${US}`);
-      assert.equal((await call(at(EU), 'GET', '/v1/profiles/alice')).status, 404);
+      const alice = keyHomedIn('profiles', US, 'alice');
+      // Sent to eu-west-1: refused there, naming the home, with or without the header; nothing stored.
+      for (const headers of [{ 'meridian-home-region': US }, {}] as Record<string, string>[]) {
+        const miss = await call(at(EU), 'PUT', `/v1/profiles/${alice}`, { body: { name: 'Alice' }, headers });
+        assert.equal(miss.status, 421);
+        assert.equal(errorCode(miss), 'misdirected');
+        assert.equal(miss.headers['meridian-replay'], `region=${US}`);
+      }
+      assert.equal((await call(at(EU), 'GET', `/v1/profiles/${alice}`)).status, 404);
 
-      const first = await call(at(US), 'PUT', '/v1/profiles/alice', {
+      // A header naming another region does not move the home (two regions could then both take
+      // the key's first write): the home takes it.
+      const first = await call(at(US), 'PUT', `/v1/profiles/${alice}`, {
         body: { name: 'Alice' },
-        headers: { 'meridian-home-region': US },
+        headers: { 'meridian-home-region': EU },
       });
       assert.equal(first.status, 200);
       const token = first.headers['meridian-version']!;
-      const elsewhere = await call(at(EU), 'PUT', '/v1/profiles/alice', {
+      const elsewhere = await call(at(EU), 'PUT', `/v1/profiles/${alice}`, {
         body: { name: 'Mallory' },
         headers: { 'meridian-min-version': token },
       });
       assert.equal(elsewhere.status, 421);
       assert.equal(elsewhere.headers['meridian-replay'], `region=${US}`);
-      const del = await call(at(AP), 'DELETE', '/v1/profiles/alice', {
+      const del = await call(at(AP), 'DELETE', `/v1/profiles/${alice}`, {
         headers: { 'meridian-min-version': token },
       });
       assert.equal(del.status, 421);
       // Reads are served everywhere.
-      const read = await call(at(EU), 'GET', '/v1/profiles/alice', {
+      const read = await call(at(EU), 'GET', `/v1/profiles/${alice}`, {
         headers: { 'meridian-min-version': token },
       });
       assert.deepEqual((read.json as { value: unknown }).value, { name: 'Alice' });
 
-      // No header: the receiving region becomes home.
-      const bob = await call(at(AP), 'PUT', '/v1/profiles/bob', { body: { name: 'Bob' } });
-      assert.equal(bob.status, 200);
-      const fromUs = await call(at(US), 'PUT', '/v1/profiles/bob', {
-        body: { name: 'B' },
-        headers: { 'meridian-min-version': bob.headers['meridian-version']! },
-      });
+      // No header: the receiving region does not become home either.
+      const bob = keyHomedIn('profiles', AP, 'bob');
+      const fromUs = await call(at(US), 'PUT', `/v1/profiles/${bob}`, { body: { name: 'B' } });
       assert.equal(fromUs.status, 421);
       assert.equal(fromUs.headers['meridian-replay'], `region=${AP}`);
+      assert.equal((await call(at(AP), 'PUT', `/v1/profiles/${bob}`, { body: { name: 'Bob' } })).status, 200);
       const bad = await call(at(US), 'PUT', '/v1/profiles/carol', {
         body: 1,
         headers: { 'meridian-home-region': 'mars-1' },
@@ -460,12 +460,14 @@ for (const store of STORES) {
 
     it('sync (majority): 200 once a peer acknowledged; 504 with an indefinite outcome when none can', async (t) => {
       if (skip) return t.skip('postgres not available');
-      const ok = await call(at(US), 'PUT', '/v1/accounts/acct1', { body: { balance: 100 } });
+      const acct1 = keyHomedIn('accounts', US, 'acct1-');
+      const acct2 = keyHomedIn('accounts', US, 'acct2-');
+      const ok = await call(at(US), 'PUT', `/v1/accounts/${acct1}`, { body: { balance: 100 } });
       assert.equal(ok.status, 200, ok.text);
       // The acknowledgement means a peer has it durably: it reads there without waiting.
       const seen = await Promise.all(
         [EU, AP].map((r) =>
-          call(at(r), 'GET', '/v1/accounts/acct1', { headers: { 'meridian-max-wait-ms': '0' } }),
+          call(at(r), 'GET', `/v1/accounts/${acct1}`, { headers: { 'meridian-max-wait-ms': '0' } }),
         ),
       );
       assert.ok(
@@ -476,7 +478,7 @@ for (const store of STORES) {
       await c.kill(EU);
       await c.kill(AP);
       const t0 = Date.now();
-      const lost = await call(at(US), 'PUT', '/v1/accounts/acct2', { body: { balance: 5 } });
+      const lost = await call(at(US), 'PUT', `/v1/accounts/${acct2}`, { body: { balance: 5 } });
       assert.equal(lost.status, 504, lost.text);
       const err = (lost.json as { error: { code: string; indefinite: boolean; message: string } }).error;
       assert.equal(err.code, 'sync_timeout');
@@ -486,7 +488,7 @@ for (const store of STORES) {
       // Committed locally: it replicates once the peers are back.
       await c.restart(EU);
       await c.restart(AP);
-      const g = await call(at(EU), 'GET', '/v1/accounts/acct2', {
+      const g = await call(at(EU), 'GET', `/v1/accounts/${acct2}`, {
         headers: {
           'meridian-min-version': lost.headers['meridian-version']!,
           'meridian-max-wait-ms': '10000',

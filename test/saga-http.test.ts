@@ -1,13 +1,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type Cluster, call, eventually, startCluster } from './support/cluster.js';
+import { type Cluster, call, eventually, keyHomedIn, startCluster } from './support/cluster.js';
+
+// Account keys homed where the tests need them: a new key's home is the rule every region applies.
+const ALICE = keyHomedIn('accounts', 'us-east-1', 'alice');
+const BOB = keyHomedIn('accounts', 'ap-northeast-1', 'bob');
+const CAROL = keyHomedIn('accounts', 'us-east-1', 'carol');
+const DAVE = keyHomedIn('accounts', 'ap-northeast-1', 'dave');
 
 type Saga = { id: string; status: string; steps: { name: string; status: string; error?: string }[] };
 
 async function openAccount(c: Cluster, region: string, key: string, balance: number): Promise<void> {
   const r = await call(c.url(region), 'PUT', `/v1/accounts/${key}`, {
     body: { balance },
-    headers: { 'meridian-home-region': region },
   });
   assert.equal(r.status, 200, r.text);
 }
@@ -40,8 +45,8 @@ describe('transfer sagas over HTTP', () => {
   let c: Cluster;
   before(async () => {
     c = await startCluster({ store: 'memory', mode: 'inprocess' });
-    await openAccount(c, 'us-east-1', 'alice', 100);
-    await openAccount(c, 'ap-northeast-1', 'bob', 100);
+    await openAccount(c, 'us-east-1', ALICE, 100);
+    await openAccount(c, 'ap-northeast-1', BOB, 100);
     // The coordinator finds homes from replicated documents or by following 421s.
   });
   after(async () => {
@@ -50,17 +55,14 @@ describe('transfer sagas over HTTP', () => {
 
   it('requires an Idempotency-Key, and refuses bad input and unknown types', async () => {
     const r = await call(c.url('eu-west-1'), 'POST', '/v1/sagas/transfer', {
-      body: { from: 'alice', to: 'bob', amount: 1 },
+      body: { from: ALICE, to: BOB, amount: 1 },
     });
     assert.equal(r.status, 400);
     assert.equal(
-      (await transfer(c, 'eu-west-1', 'bad-1', { from: 'alice', to: 'alice', amount: 1 })).status,
+      (await transfer(c, 'eu-west-1', 'bad-1', { from: ALICE, to: ALICE, amount: 1 })).status,
       400,
     );
-    assert.equal(
-      (await transfer(c, 'eu-west-1', 'bad-2', { from: 'alice', to: 'bob', amount: -1 })).status,
-      400,
-    );
+    assert.equal((await transfer(c, 'eu-west-1', 'bad-2', { from: ALICE, to: BOB, amount: -1 })).status, 400);
     const u = await call(c.url('eu-west-1'), 'POST', '/v1/sagas/nope', {
       body: {},
       headers: { 'idempotency-key': 'x' },
@@ -70,11 +72,11 @@ describe('transfer sagas over HTTP', () => {
   });
 
   it('debits in one home region and credits in another (202, then completed), once per key', async () => {
-    const a = await transfer(c, 'eu-west-1', 't-1', { from: 'alice', to: 'bob', amount: 30 });
+    const a = await transfer(c, 'eu-west-1', 't-1', { from: ALICE, to: BOB, amount: 30 });
     assert.equal(a.status, 202, a.text);
     const { id, status } = a.json as { id: string; status: string };
     assert.equal(status, 'running');
-    const again = await transfer(c, 'eu-west-1', 't-1', { from: 'alice', to: 'bob', amount: 30 });
+    const again = await transfer(c, 'eu-west-1', 't-1', { from: ALICE, to: BOB, amount: 30 });
     assert.equal(again.status, 202);
     assert.equal(again.headers['idempotent-replayed'], 'true');
     assert.equal((again.json as { id: string }).id, id);
@@ -87,28 +89,28 @@ describe('transfer sagas over HTTP', () => {
         ['credit', 'done'],
       ],
     );
-    assert.equal(await balance(c, 'us-east-1', 'alice'), 70);
-    assert.equal(await balance(c, 'ap-northeast-1', 'bob'), 130);
+    assert.equal(await balance(c, 'us-east-1', ALICE), 70);
+    assert.equal(await balance(c, 'ap-northeast-1', BOB), 130);
   });
 
   it('refuses a debit over the balance: nothing to undo, compensated', async () => {
-    const a = await transfer(c, 'us-east-1', 't-2', { from: 'alice', to: 'bob', amount: 1000 });
+    const a = await transfer(c, 'us-east-1', 't-2', { from: ALICE, to: BOB, amount: 1000 });
     const s = await settled(c, 'us-east-1', (a.json as { id: string }).id);
     assert.equal(s.status, 'compensated');
     assert.equal(s.steps[0]!.status, 'failed');
     assert.match(s.steps[0]!.error ?? '', /insufficient_funds/);
-    assert.equal(await balance(c, 'us-east-1', 'alice'), 70);
+    assert.equal(await balance(c, 'us-east-1', ALICE), 70);
   });
 
   it('refunds the source when the credit fails', async () => {
-    const a = await transfer(c, 'ap-northeast-1', 't-3', { from: 'alice', to: 'nobody', amount: 20 });
+    const a = await transfer(c, 'ap-northeast-1', 't-3', { from: ALICE, to: 'nobody', amount: 20 });
     const s = await settled(c, 'ap-northeast-1', (a.json as { id: string }).id);
     assert.equal(s.status, 'compensated');
     assert.deepEqual(
       s.steps.map((x) => x.status),
       ['compensated', 'failed'],
     );
-    assert.equal(await balance(c, 'us-east-1', 'alice'), 70);
+    assert.equal(await balance(c, 'us-east-1', ALICE), 70);
   });
 
   it('runs by choreography: each home region takes its step from the replicated saga record', async () => {
@@ -116,14 +118,14 @@ describe('transfer sagas over HTTP', () => {
       c,
       'us-east-1',
       't-4',
-      { from: 'bob', to: 'alice', amount: 10 },
+      { from: BOB, to: ALICE, amount: 10 },
       '?mode=choreography',
     );
     assert.equal(a.status, 202, a.text);
     const s = await settled(c, 'us-east-1', (a.json as { id: string }).id);
     assert.equal(s.status, 'completed');
-    assert.equal(await balance(c, 'ap-northeast-1', 'bob'), 120);
-    assert.equal(await balance(c, 'us-east-1', 'alice'), 80);
+    assert.equal(await balance(c, 'ap-northeast-1', BOB), 120);
+    assert.equal(await balance(c, 'us-east-1', ALICE), 80);
   });
 
   it('sums sagas and money for the dashboard (GET /v1/sagas)', async () => {
@@ -148,8 +150,8 @@ describe('a transfer saga survives the crash of its coordinator', () => {
   let c: Cluster;
   before(async () => {
     c = await startCluster({ store: 'sqlite', mode: 'process' });
-    await openAccount(c, 'us-east-1', 'carol', 50);
-    await openAccount(c, 'ap-northeast-1', 'dave', 0);
+    await openAccount(c, 'us-east-1', CAROL, 50);
+    await openAccount(c, 'ap-northeast-1', DAVE, 0);
   });
   after(async () => {
     await c?.stop();
@@ -157,13 +159,13 @@ describe('a transfer saga survives the crash of its coordinator', () => {
 
   it('resumes after kill -9 and restart, with each step applied once', async () => {
     await eventually('eu-west-1 knows both homes', async () => {
-      const a = await call(c.url('eu-west-1'), 'GET', '/v1/accounts/carol');
-      const b = await call(c.url('eu-west-1'), 'GET', '/v1/accounts/dave');
+      const a = await call(c.url('eu-west-1'), 'GET', `/v1/accounts/${CAROL}`);
+      const b = await call(c.url('eu-west-1'), 'GET', `/v1/accounts/${DAVE}`);
       return a.status === 200 && b.status === 200;
     });
     // The credit's home is down: the coordinator debits, then keeps retrying the credit.
     await c.kill('ap-northeast-1');
-    const a = await transfer(c, 'eu-west-1', 'crash-1', { from: 'carol', to: 'dave', amount: 20 });
+    const a = await transfer(c, 'eu-west-1', 'crash-1', { from: CAROL, to: DAVE, amount: 20 });
     assert.equal(a.status, 202, a.text);
     const id = (a.json as { id: string }).id;
     await eventually('the debit is done and the credit is being retried', async () => {
@@ -175,9 +177,9 @@ describe('a transfer saga survives the crash of its coordinator', () => {
     await c.restart('eu-west-1');
     const s = await settled(c, 'eu-west-1', id, 30_000);
     assert.ok(['completed', 'compensated'].includes(s.status), s.status);
-    const total = (await balance(c, 'us-east-1', 'carol')) + (await balance(c, 'ap-northeast-1', 'dave'));
+    const total = (await balance(c, 'us-east-1', CAROL)) + (await balance(c, 'ap-northeast-1', DAVE));
     assert.equal(total, 50, 'money is conserved');
-    if (s.status === 'completed') assert.equal(await balance(c, 'ap-northeast-1', 'dave'), 20);
-    else assert.equal(await balance(c, 'us-east-1', 'carol'), 50);
+    if (s.status === 'completed') assert.equal(await balance(c, 'ap-northeast-1', DAVE), 20);
+    else assert.equal(await balance(c, 'us-east-1', CAROL), 50);
   });
 });

@@ -15,6 +15,14 @@ const seeds: { found: string; options: Partial<SimOptions> & { seed: number } }[
       'sets checker: a snapshot merged in the same commit as a remove made its causal past look too small',
     options: { seed: 9205, durationMs: 30_000, faults: 'chaos', opsPerSec: 400, workload: 'sets' },
   },
+  {
+    // Users name no home (the edge and the lab's traffic send no Meridian-Home-Region): without a
+    // rule every region applies, two regions each took the first write of accounts/a31 and
+    // last-writer-wins dropped one (the pinned checker reported "written by both").
+    found:
+      'core: a pinned key first written in two regions at once was homed in both (double-homing race); the home of a new key is now homeOfNewKey',
+    options: { seed: 3, durationMs: 4_000, faults: 'none' },
+  },
 ];
 
 describe('regression seeds', () => {

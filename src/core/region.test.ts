@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ManualTimers } from '../../test/support/manual-timers.js';
+import { homeOfNewKey } from './collection.js';
 import type { MeridianError } from './errors.js';
 import { RegionCore } from './region.js';
 import { MemoryStore } from './store.js';
@@ -20,6 +21,15 @@ const collections: CollectionSpec[] = [
   { name: 'accounts', policy: 'pinned', replication: { mode: 'sync', acks: 'majority', timeoutMs: 50 } },
   { name: 'eu-profiles', policy: 'pinned', replication: { mode: 'async' }, residency: ['eu-west-1'] },
 ];
+
+/** The first key `${prefix}${i}` of `collection` whose home by the rule (homeOfNewKey) is `region`. */
+function keyHomedIn(collection: string, region: string, prefix: string): string {
+  const spec = collections.find((c) => c.name === collection)!;
+  const ids = regions.map((r) => r.id);
+  for (let i = 0; ; i++) {
+    if (homeOfNewKey(spec, ids, `${prefix}${i}`) === region) return `${prefix}${i}`;
+  }
+}
 
 async function cluster() {
   let now = 1_700_000_000_000;
@@ -81,17 +91,38 @@ describe('RegionCore', () => {
 
   it('refuses a pinned write outside the home region, naming the home', async () => {
     const { us, eu, sync } = await cluster();
-    await us.put('profiles', 'alice', { name: 'Alice' });
+    const alice = keyHomedIn('profiles', 'us-east-1', 'alice');
+    await us.put('profiles', alice, { name: 'Alice' });
     await sync();
-    await assert.rejects(eu.put('profiles', 'alice', { name: 'A' }), (e: MeridianError) => {
+    await assert.rejects(eu.put('profiles', alice, { name: 'A' }), (e: MeridianError) => {
       assert.equal(e.status, 421);
       assert.equal(e.details.replayRegion, 'us-east-1');
       return true;
     });
-    await assert.rejects(
-      eu.put('profiles', 'bob', {}, { homeRegion: 'ap-northeast-1' }),
-      /homed in ap-northeast-1/,
-    );
+    // A key no region has seen: refused outside its home by the rule, whatever home the client names.
+    const bob = keyHomedIn('profiles', 'ap-northeast-1', 'bob');
+    await assert.rejects(eu.put('profiles', bob, {}), /homed in ap-northeast-1/);
+    await assert.rejects(eu.put('profiles', bob, {}, { homeRegion: 'eu-west-1' }), /homed in ap-northeast-1/);
+  });
+
+  it('never lets two regions both accept the first write of a new pinned key (double-homing)', async () => {
+    const { cores, sync } = await cluster();
+    const ids = regions.map((r) => r.id);
+    for (const collection of ['profiles', 'eu-profiles']) {
+      const spec = collections.find((c) => c.name === collection)!;
+      for (let i = 0; i < 12; i++) {
+        const key = `new${i}`;
+        // Every region takes the key's first write at once, before any of them has seen another's.
+        const results = await Promise.allSettled(cores.map((c) => c.put(collection, key, c.region)));
+        const accepted = cores.filter((_, j) => results[j]!.status === 'fulfilled').map((c) => c.region);
+        assert.deepEqual(accepted, [homeOfNewKey(spec, ids, key)], `${collection}/${key}`);
+      }
+    }
+    await sync();
+    for (const c of cores) {
+      const doc = await c.get('profiles', 'new0').catch(() => undefined);
+      assert.equal(doc?.value, homeOfNewKey(collections[0]!, ids, 'new0'));
+    }
   });
 
   it('keeps resident collections in their regions and sends placeholders elsewhere', async () => {
@@ -129,13 +160,14 @@ describe('RegionCore', () => {
 
   it('confirms a sync write only after a majority applied it, else 504 indefinite', async () => {
     const { us, eu, timers } = await cluster();
-    const pending = us.put('accounts', 'a1', { balance: 10 });
+    const a1 = keyHomedIn('accounts', 'us-east-1', 'a');
+    const pending = us.put('accounts', a1, { balance: 10 });
     await new Promise((r) => setImmediate(r));
     timers.fireAll();
     await assert.rejects(pending, (e: MeridianError) => e.status === 504 && e.details.indefinite === true);
     // Committed locally all the same, and confirmed once a peer has applied it.
-    assert.deepEqual((await us.get('accounts', 'a1'))?.value, { balance: 10 });
-    const second = us.put('accounts', 'a1', { balance: 11 });
+    assert.deepEqual((await us.get('accounts', a1))?.value, { balance: 10 });
+    const second = us.put('accounts', a1, { balance: 11 });
     await new Promise((r) => setImmediate(r));
     const res = await us.pull('eu-west-1', eu.version);
     if (res.kind === 'changes') await eu.applyRemote('us-east-1', res.changes);

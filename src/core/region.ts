@@ -11,7 +11,7 @@
  */
 import type { Change, KvEntry } from './change.js';
 import type { ClockVerdict, PeerOffset } from './clock-offset.js';
-import { holders, requiredAcks, requireOperation, validateKey } from './collection.js';
+import { holders, homeOfNewKey, requiredAcks, requireOperation, validateKey } from './collection.js';
 import {
   type CounterState,
   type DocState,
@@ -393,7 +393,10 @@ export class RegionCore {
       const cur = tx.cached(spec.name, key)?.state as RegState | undefined;
       let home: RegionId | undefined;
       if (spec.policy === 'pinned') {
-        home = cur?.home ?? options.homeRegion ?? this.region;
+        // A new key's home is the rule's (collection.ts), which every region computes alike, not
+        // the receiving region nor the one a client names: either would let two regions each
+        // accept the first write of one key, and last-writer-wins would drop one of them.
+        home = cur?.home ?? homeOfNewKey(spec, this.regionIds, key);
         if (home !== this.region && !this.bugs.ignoreHome) {
           throw new MeridianError('misdirected', `key '${key}' of '${spec.name}' is homed in ${home}`, {
             replayRegion: home,

@@ -15,7 +15,7 @@ import {
   type HealthStatus,
   rtoMs,
 } from '../core/health.js';
-import { RoutingTable } from '../core/routing/table.js';
+import { type RegionTransition, RoutingTable } from '../core/routing/table.js';
 import type { RegionId, RegionInfo } from '../core/types.js';
 import { type HealthBounds, HealthChecker } from './checkers/health.js';
 import type { Violation } from './history.js';
@@ -41,6 +41,8 @@ export interface HealthSimOptions {
   bugs: HealthBugs;
   /** How often the truth is sampled for the checker. */
   sampleEveryMs: number;
+  /** Told of every health change a probe causes (the edge cancels requests to an ejected region). */
+  onTransition?: (edge: RegionId, t: RegionTransition) => void;
 }
 
 /** The lab's settings with the old 400 ms constant as the pre-measurement timeout (what a bug falls back to). */
@@ -111,6 +113,11 @@ export class HealthSim {
     this.running = false;
   }
 
+  /** The routing table of `edge`'s region (its edge routes users on it: sim/edge.ts). */
+  table(edge: RegionId): RoutingTable {
+    return this.tables.get(edge)!;
+  }
+
   status(edge: RegionId, target: RegionId): HealthStatus {
     return this.tables.get(edge)!.isUp(target) ? 'up' : 'down';
   }
@@ -168,7 +175,8 @@ export class HealthSim {
     let answeredAt: number | undefined;
     const report = (ev: HealthEvent): void => {
       if (!this.running) return;
-      table.observe(target, ev, this.time.nowMs);
+      const t = table.observe(target, ev, this.time.nowMs);
+      if (t) this.options.onTransition?.(edge, t);
       this.sampleOne(edge, target);
       const gone = ev.kind === 'probe-failed' && ev.failure === 'refused';
       if (gone && !confirming) this.time.after(0, () => this.probe(edge, target, true));

@@ -10,6 +10,12 @@ import { isMeridianError } from '../core/errors.js';
 import type { HealthBugs } from '../core/health.js';
 import type { DocView, PlantedBugs, ReadOptions, RegionEvent, WriteOptions } from '../core/region.js';
 import { loadRegionTable } from '../core/regions.js';
+import {
+  EDGE_CANCELLED,
+  EDGE_DEFAULTS,
+  type RoutedRequest,
+  type UpstreamOutcome,
+} from '../core/routing/index.js';
 import type { CommitBatch } from '../core/store.js';
 import type { CollectionSpec, RegionId, RegionInfo } from '../core/types.js';
 import {
@@ -25,10 +31,11 @@ import {
 import type { HealthCounts } from './checkers/health.js';
 import { ALL_CHECKERS } from './checkers/index.js';
 import { inspectCommit, inspectMessage } from './checkers/residency.js';
+import { CookieJar, SimEdge, type SimRequest } from './edge.js';
 import { type FaultProfile, faultMixFor, faultSchedule, initialSkews } from './faults.js';
 import { computeFigures, type Figures } from './figures.js';
 import { HealthSim, SIM_HEALTH, STALLS } from './health.js';
-import type { History, LocalChange, OpRecord, TimedFault, Violation } from './history.js';
+import type { History, LocalChange, OpKind, OpRecord, TimedFault, Violation } from './history.js';
 import { Network, NO_LINK_FAULTS } from './network.js';
 import { Prng } from './random.js';
 import { DEFAULT_REPLICATION, RegionProcess } from './region-process.js';
@@ -250,23 +257,24 @@ class Simulation {
     this.net.onDeliver = (env) => this.procs.get(env.to)?.receive(env);
     this.net.onSend = (env) => inspectMessage(this.history, env, this.time.nowMs);
     this.healthChecked = o.health === true || Object.keys(o.healthBugs ?? {}).length > 0;
-    {
-      // Always: the edges route on its tables; its checker is only reported with `health`.
-      this.health = new HealthSim(
-        this.time,
-        this.rng.fork('health'),
-        this.regions,
-        (a, b) => table.oneWayMs(a, b),
-        this.net,
-        (r) => ({ alive: () => this.procs.get(r)?.status === 'up' }),
-        {
-          settings: SIM_HEALTH,
-          stalls: STALLS[o.faults] ?? STALLS.heavy!,
-          bugs: o.healthBugs ?? {},
-          sampleEveryMs: 50,
+    // Always: the edges route on its tables; its checker is only reported with `health`.
+    this.health = new HealthSim(
+      this.time,
+      this.rng.fork('health'),
+      this.regions,
+      (a, b) => table.oneWayMs(a, b),
+      this.net,
+      (r) => ({ alive: () => this.procs.get(r)?.status === 'up' }),
+      {
+        settings: SIM_HEALTH,
+        stalls: STALLS[o.faults] ?? STALLS.heavy!,
+        bugs: o.healthBugs ?? {},
+        sampleEveryMs: 50,
+        onTransition: (edge, t) => {
+          if (t.to === 'down') this.cancelRequestsTo(edge, t.region);
         },
-      );
-    }
+      },
+    );
     const edgeRng = this.rng.fork('edges');
     for (const r of o.regions) {
       this.edges.set(r, new SimEdge(r, this.health.table(r), this.time, edgeRng.fork(r)));
@@ -275,7 +283,8 @@ class Simulation {
     this.oneWayMs = (a, b) => table.oneWayMs(a, b);
     // The edge answers nobody before its first probe round (as startEdge waits for it).
     let farthestMs = 0;
-    for (const a of o.regions) for (const b of o.regions) farthestMs = Math.max(farthestMs, table.oneWayMs(a, b));
+    for (const a of o.regions)
+      for (const b of o.regions) farthestMs = Math.max(farthestMs, table.oneWayMs(a, b));
     this.edgeReadyMs = SIM_HEALTH.intervalMs + 2 * farthestMs + 10;
   }
 
@@ -325,6 +334,17 @@ class Simulation {
         this.counts.clientTimeouts++;
       }
       set.clear();
+    }
+    for (const st of this.sessions) {
+      const op = st.flight?.op;
+      if (op?.result === 'pending') {
+        // Still on the network between the edge and a region.
+        op.result = 'indefinite';
+        op.errorCode = 'no_answer';
+        op.endAtMs = this.time.nowMs;
+        this.counts.clientTimeouts++;
+      }
+      st.flight = undefined;
     }
     for (const p of this.procs.values()) {
       if (p.status === 'up' && p.core) {
@@ -387,8 +407,7 @@ class Simulation {
     let done = false;
     const check = (): void => {
       const live = [...this.procs.values()].filter((p) => p.status !== 'lost');
-      const busy =
-        [...this.inflight.values()].some((s) => s.size > 0) || this.sessions.some((s) => s.flight);
+      const busy = [...this.inflight.values()].some((s) => s.size > 0) || this.sessions.some((s) => s.flight);
       const up = live.every((p) => p.status === 'up' && p.core);
       const v0 = live[0]?.core?.version ?? {};
       const same = up && live.every((p) => versionsEqual(p.core!.version, v0));
@@ -485,15 +504,17 @@ class Simulation {
     }
   }
 
-  /** A crashed region answers nobody: its operations in flight end with an unknown outcome. */
+  /**
+   * A crashed region answers nobody: its operations in flight end with an unknown outcome, and the
+   * edges that sent them see their connections reset.
+   */
   private killClientOps(region: RegionId): void {
     const set = this.inflight.get(region)!;
     for (const op of set) {
       op.result = 'indefinite';
       op.errorCode = 'crashed';
       op.endAtMs = this.time.nowMs;
-      const st = this.sessions[op.session]!;
-      this.afterOp(st, op);
+      this.answerBack(this.sessions[op.session]!, op, { kind: 'error', reason: 'ECONNRESET' }, undefined);
     }
     set.clear();
     this.fifo.set(region, []);
@@ -501,34 +522,75 @@ class Simulation {
 
   // ------------------------------------------------------------------ clients
 
+  /**
+   * A user sends its next request to its edge (the edge of its region, or of the one it roams to),
+   * with only what the lab's users send: method, path, body, its cookies and, for a session that
+   * carries it, its version token. The edge decides where it goes (sim/edge.ts).
+   */
   private nextOp(st: SessionState): void {
     if (this.time.nowMs >= this.options.durationMs) return;
     const plan = this.workload.next(st.session);
-    this.issue(st, plan, undefined);
+    const edge = this.edges.get(plan.region)!;
+    const hasMinVersion = plan.kind === 'get' && st.session.token && Object.keys(st.version).length > 0;
+    const routed = edge.route({
+      method: METHODS[plan.kind],
+      hasIdempotencyKey: false,
+      cookies: st.cookies,
+      hasMinVersion,
+    });
+    // The edge's budget for one region's answer: a read with a token may also wait for it there.
+    const waits = hasMinVersion || routed.cookieToken !== undefined;
+    const budgetMs = EDGE_DEFAULTS.headersTimeoutMs + (waits ? EDGE_DEFAULTS.nodeMaxWaitMs : 0);
+    const flight: Flight = { plan, edge, routed, op: undefined, budgetMs };
+    st.flight = flight;
+    this.dispatch(st, flight, routed.attempt.first().region, undefined);
   }
 
-  private afterOp(st: SessionState, op: OpRecord): void {
-    // Redirected once, as an edge would on 421/503 with Meridian-Replay.
-    if (op.result === 'refused' && op.replayRegion && op.replayOf === undefined) {
-      const plan: OpPlan = { kind: op.kind, collection: op.collection, key: op.key, region: op.replayRegion };
-      if (op.by !== undefined) plan.by = op.by;
-      if (op.members) plan.members = op.members;
-      if (op.home) plan.home = op.home;
-      this.issue(st, plan, op.id);
-      return;
+  /**
+   * An edge ejected `region`: the idempotent requests it is waiting on there are taken back and
+   * retried elsewhere at once (as the edge server does), not left to run out their budget.
+   */
+  private cancelRequestsTo(edge: RegionId, region: RegionId): void {
+    for (const st of this.sessions) {
+      const f = st.flight;
+      const op = f?.op;
+      if (!f || !op || f.edge.id !== edge || op.region !== region || !f.routed.attempt.idempotent) continue;
+      if (op.result === 'pending') {
+        op.result = 'indefinite';
+        op.errorCode = 'cancelled';
+        op.endAtMs = this.time.nowMs;
+        this.inflight.get(region)!.delete(op);
+      }
+      this.atEdge(st, op, { kind: 'error', reason: EDGE_CANCELLED }, undefined);
     }
+  }
+
+  /** The user has its answer, or an error from the edge: it thinks, then sends its next request. */
+  private afterOp(st: SessionState): void {
+    st.flight = undefined;
     const thinkMeanMs = (this.workload.sessions.length * 1000) / this.options.opsPerSec;
     st.nextAtMs = Math.max(this.time.nowMs, st.nextAtMs + st.session.rng.exp(thinkMeanMs));
     this.time.at(st.nextAtMs, st.next);
   }
 
-  private issue(st: SessionState, plan: OpPlan, replayOf: number | undefined): void {
-    const s = st.session;
+  /** One way between an edge and a region over the simulated WAN, with the links' jitter. */
+  private pathMs(from: RegionId, to: RegionId): number {
+    const base = from === to ? 0.5 : this.oneWayMs(from, to);
+    const j = this.net.faults.jitterFrac;
+    return Math.max(0.25, base * (1 + j * (2 * this.pathRng.next() - 1)));
+  }
+
+  /**
+   * The edge sends the request to `region`: one op of the history. It arrives after the path's
+   * delay unless the path is cut; the edge gives up on it after its budget.
+   */
+  private dispatch(st: SessionState, flight: Flight, region: RegionId, replayOf: number | undefined): void {
+    const plan = flight.plan;
     const op: OpRecord = {
       id: this.history.ops.length,
-      session: s.id,
-      token: s.token,
-      region: plan.region,
+      session: st.session.id,
+      token: st.session.token,
+      region,
       kind: plan.kind,
       collection: plan.collection,
       key: plan.key,
@@ -549,20 +611,69 @@ class Simulation {
       replayOf,
     };
     this.history.ops.push(op);
+    flight.op = op;
+    const edge = flight.edge.id;
+    flight.edge.dispatched(region);
+    this.time.after(flight.budgetMs, () => {
+      if (st.flight !== flight || flight.op !== op) return;
+      if (op.result === 'pending') {
+        op.result = 'indefinite';
+        op.errorCode = 'no_answer';
+        op.endAtMs = this.time.nowMs;
+        this.inflight.get(region)!.delete(op);
+      }
+      this.atEdge(st, op, { kind: 'error', reason: `no answer in ${flight.budgetMs} ms` }, undefined);
+    });
+    if (this.net.isCut(edge, region)) return;
+    this.time.after(this.pathMs(edge, region), () => {
+      if (!this.net.isCut(edge, region)) this.arrive(st, flight, op);
+    });
+  }
 
-    let proc = this.procs.get(plan.region)!;
-    const homeBound = plan.home !== undefined && plan.kind !== 'get';
-    if (proc.status !== 'up' && !homeBound && replayOf === undefined) {
-      // Failover, as the edge does: the next live region in the configured order.
-      const alt = this.history.regions.map((r) => this.procs.get(r)!).find((p) => p.status === 'up');
-      if (alt) proc = alt;
-      op.region = proc.id;
+  /** The answer travels back to the edge, unless the path is cut (then the edge's budget runs out). */
+  private answerBack(
+    st: SessionState,
+    op: OpRecord,
+    outcome: UpstreamOutcome,
+    view: DocView | undefined,
+  ): void {
+    const flight = st.flight;
+    if (!flight || flight.op !== op) return;
+    const edge = flight.edge.id;
+    if (this.net.isCut(op.region, edge)) return;
+    this.time.after(this.pathMs(op.region, edge), () => {
+      if (!this.net.isCut(op.region, edge)) this.atEdge(st, op, outcome, view);
+    });
+  }
+
+  /** The edge has `op`'s outcome: it replays, retries elsewhere, or answers the user. */
+  private atEdge(st: SessionState, op: OpRecord, outcome: UpstreamOutcome, view: DocView | undefined): void {
+    const flight = st.flight;
+    if (!flight || flight.op !== op) return;
+    flight.op = undefined;
+    const step = flight.edge.next(flight.routed, op.region, outcome, op.errorCode);
+    if (step.kind === 'send') {
+      this.dispatch(st, flight, step.region, op.id);
+      return;
     }
+    if (step.kind === 'deliver' && outcome.kind === 'answer' && flight.routed.write) {
+      // The region's Meridian-Version, as the edge reads it for the version cookie.
+      const token = view ? encodeToken(view.version) : undefined;
+      flight.edge.deliver(flight.routed, outcome.status, token, st.cookies);
+    }
+    this.afterOp(st);
+  }
+
+  /** The request reaches `op.region`: the node runs it (or refuses the connection when it is down). */
+  private arrive(st: SessionState, flight: Flight, op: OpRecord): void {
+    if (op.result !== 'pending') return;
+    const plan = flight.plan;
+    const proc = this.procs.get(op.region)!;
     const core = proc.core;
     if (proc.status !== 'up' || !core) {
       op.result = 'unavailable';
       op.endAtMs = this.time.nowMs;
-      this.afterOp(st, op);
+      this.answerBack(st, op, { kind: 'error', reason: 'ECONNREFUSED' }, undefined);
       return;
     }
     const owner = proc.owner;
@@ -572,12 +683,7 @@ class Simulation {
       case 'put': {
         const value = `v${op.id}`;
         op.value = value;
-        p = core.put(
-          plan.collection,
-          plan.key,
-          value,
-          this.putOptions(plan.collection, plan.key, value, plan.home),
-        );
+        p = core.put(plan.collection, plan.key, value, this.putOptions(plan.collection, plan.key, value));
         break;
       }
       case 'delete':
@@ -601,12 +707,7 @@ class Simulation {
         p = core.delete(plan.collection, plan.key);
         break;
       case 'get': {
-        if (st.token === undefined && Object.keys(st.version).length > 0) {
-          // The token goes through its wire form, as a client's would (only when it changed).
-          st.token = encodeToken(st.version);
-          st.readOptions = { minVersion: decodeToken(st.token) };
-        }
-        p = core.get(plan.collection, plan.key, st.readOptions);
+        p = core.get(plan.collection, plan.key, this.readOptions(st, flight));
         break;
       }
     }
@@ -617,15 +718,39 @@ class Simulation {
         if (op.result !== 'pending' || !owner.alive) return;
         inflight.delete(op);
         this.finishOk(st, op, view);
-        this.afterOp(st, op);
+        this.answerBack(st, op, { kind: 'answer', status: 200, replayHeader: undefined }, view);
       },
       (e: unknown) => {
-        if (op.result !== 'pending' || !owner.alive) return;
+        if (!owner.alive) return;
+        if (op.result !== 'pending') {
+          // The edge gave up on it first; a change that will not come must not wait in the fifo.
+          if (!(isMeridianError(e) && e.code === 'sync_timeout')) this.dropFromFifo(op);
+          return;
+        }
         inflight.delete(op);
         this.finishError(op, e);
-        this.afterOp(st, op);
+        const status = isMeridianError(e) ? e.status : 500;
+        const replay = isMeridianError(e) ? e.details.replayRegion : undefined;
+        const replayHeader = replay ? `region=${replay}` : undefined;
+        this.answerBack(st, op, { kind: 'answer', status, replayHeader }, undefined);
       },
     );
+  }
+
+  /**
+   * A read's version: the session's own token when it carries one, else the one the edge took from
+   * the version cookie (each through its wire form, as a client's would be).
+   */
+  private readOptions(st: SessionState, flight: Flight): ReadOptions {
+    if (st.session.token) {
+      if (st.token === undefined && Object.keys(st.version).length > 0) {
+        st.token = encodeToken(st.version);
+        st.readOptions = { minVersion: decodeToken(st.token) };
+      }
+      return st.readOptions;
+    }
+    const t = flight.routed.cookieToken;
+    return t === undefined ? NO_OPTIONS : { minVersion: decodeToken(t) };
   }
 
   private finishOk(st: SessionState, op: OpRecord, view: DocView | undefined): void {
@@ -648,6 +773,12 @@ class Simulation {
     }
   }
 
+  private dropFromFifo(op: OpRecord): void {
+    const fifo = this.fifo.get(op.region)!;
+    const i = fifo.indexOf(op);
+    if (i >= 0) fifo.splice(i, 1);
+  }
+
   private finishError(op: OpRecord, e: unknown): void {
     op.endAtMs = this.time.nowMs;
     if (isDiskError(e)) {
@@ -666,8 +797,14 @@ class Simulation {
       return;
     }
     op.errorCode = e.code;
-    if (e.code === 'sync_timeout') op.result = 'indefinite';
-    else if (e.code === 'misdirected' || e.code === 'not_caught_up') {
+    if (e.code === 'sync_timeout') {
+      op.result = 'indefinite';
+      return;
+    }
+    // Refused before anything was written: no change will match the op.
+    this.dropFromFifo(op);
+    if (e.code === 'misdirected' || e.code === 'not_caught_up' || e.code === 'clock_skew') {
+      // 421/503 naming a region that can answer (the edge replays there).
       op.result = 'refused';
       if (e.details.replayRegion) op.replayRegion = e.details.replayRegion;
     } else if (e.code === 'unavailable') {

@@ -1,13 +1,14 @@
 /**
  * Workloads: client sessions spread over the regions, each choosing its next operation (reads,
  * writes, deletes, increments, set adds and removes, pinned and sync writes, resident writes).
- * Half the sessions carry the version token between operations. Every written value is unique, so
- * a checker can tell exactly which write a read returned.
+ * Every session keeps the edge's cookies, as a browser does; half of them also carry the version
+ * token between operations. Users send only what the lab's traffic sends: no home region. Every
+ * written value is unique, so a checker can tell exactly which write a read returned.
  */
+import { homeOfNewKey } from '../core/collection.js';
 import type { CollectionSpec, RegionId, SyncAcks } from '../core/types.js';
 import type { OpKind } from './history.js';
 import type { Prng } from './random.js';
-import { hash32 } from './random.js';
 
 export const SIM_COLLECTIONS = {
   lww: 'settings',
@@ -54,11 +55,6 @@ export function simCollections(
       residency: [residentRegion(regions)],
     },
   ];
-}
-
-/** The home region of a pinned key: a stable hash of the key over the regions allowed to hold it. */
-export function homeOf(key: string, allowed: readonly RegionId[]): RegionId {
-  return allowed[hash32(key) % allowed.length]!;
 }
 
 type Choice =
@@ -149,10 +145,11 @@ export interface OpPlan {
   kind: OpKind;
   collection: string;
   key: string;
-  /** Where the client sends it first. */
+  /** The edge the user sends it to (the edge of its region, or of the one it roams to). */
   region: RegionId;
   by?: number;
   members?: string[];
+  /** A pinned key's home by the rule: what the `pinned` checker expects (not sent). */
   home?: RegionId;
 }
 
@@ -168,7 +165,7 @@ export class Workload {
   private readonly choices: Choice[] = [];
   private readonly cumulative: number[] = [];
   private readonly total: number;
-  private readonly holders: Map<string, RegionId[]>;
+  private readonly specs: Map<string, CollectionSpec>;
   /** Per home region, the other regions (where roaming sessions go). */
   private readonly others = new Map<RegionId, RegionId[]>();
 
@@ -187,7 +184,7 @@ export class Workload {
       this.cumulative.push(sum);
     }
     this.total = sum;
-    this.holders = new Map(collections.map((c) => [c.name, c.residency ? [...c.residency] : [...regions]]));
+    this.specs = new Map(collections.map((c) => [c.name, c]));
     for (const r of regions)
       this.others.set(
         r,
@@ -216,14 +213,15 @@ export class Workload {
     return names[s.rng.int(0, names.length - 1)]!;
   }
 
-  /** The region a session sends to: mostly its own, sometimes another (roaming, failover). */
+  /** The edge a session sends to: mostly its own region's, sometimes another's (a roaming user). */
   private target(s: Session): RegionId {
     if (this.regions.length === 1 || !s.rng.chance(0.25)) return s.home;
     return s.rng.pick(this.others.get(s.home)!);
   }
 
+  /** Where a pinned key lives: the rule every region applies (for the checkers; users never send it). */
   home(collection: string, key: string): RegionId {
-    return homeOf(key, this.holders.get(collection) ?? this.regions);
+    return homeOfNewKey(this.specs.get(collection)!, this.regions, key);
   }
 
   next(s: Session): OpPlan {
@@ -272,10 +270,8 @@ export class Workload {
       case 'resident-put': {
         const collection = choice === 'pinned-put' ? c.pinned : choice === 'sync-put' ? c.sync : c.resident;
         const key = this.key(s, collection);
-        const home = this.home(collection, key);
-        // Most clients reach the home; the rest land elsewhere and must be redirected (421).
-        const region = choice === 'resident-put' || s.rng.chance(0.2) ? this.target(s) : home;
-        return { kind: 'put', collection, key, region, home };
+        // Users do not know the home: their edge finds it (421 names it, the edge replays there).
+        return { kind: 'put', collection, key, region: this.target(s), home: this.home(collection, key) };
       }
     }
   }

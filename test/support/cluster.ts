@@ -16,6 +16,8 @@ import { type MeridianConfig, parseConfig } from '../../src/adapters/config.js';
 import type { LogLevel } from '../../src/adapters/logger.js';
 import { regionSchema } from '../../src/adapters/postgres-store.js';
 import { loadRegionTable, projectRoot } from '../../src/adapters/region-table.js';
+import { homeOfNewKey } from '../../src/core/collection.js';
+import type { CollectionSpec } from '../../src/core/types.js';
 import { RegionNode } from '../../src/servers/region/node.js';
 
 export const LAB_REGIONS = ['us-east-1', 'eu-west-1', 'ap-northeast-1'];
@@ -29,6 +31,21 @@ export const LAB_COLLECTIONS = [
   { name: 'accounts', policy: 'pinned', replication: { mode: 'sync', acks: 'majority' } },
   { name: 'eu-profiles', policy: 'pinned', replication: { mode: 'async' }, residency: ['eu-west-1'] },
 ];
+
+/**
+ * The first key `${prefix}${i}` (or `prefix` itself) of a lab collection whose home is `region`:
+ * a new pinned key's home is the rule every region applies (homeOfNewKey), not where it is sent.
+ */
+export function keyHomedIn(
+  collection: string,
+  region: string,
+  prefix: string,
+  regions = LAB_REGIONS,
+): string {
+  const spec = LAB_COLLECTIONS.find((c) => c.name === collection) as CollectionSpec;
+  if (homeOfNewKey(spec, regions, prefix) === region) return prefix;
+  for (let i = 1; ; i++) if (homeOfNewKey(spec, regions, `${prefix}${i}`) === region) return `${prefix}${i}`;
+}
 
 export type StoreKind = 'memory' | 'sqlite' | 'postgres';
 

@@ -126,7 +126,11 @@ export interface ReadOptions {
 }
 
 export interface WriteOptions {
-  /** Pinned collections: the home region to give a key on its first write. */
+  /**
+   * Pinned collections: the home the client believes the key has (`Meridian-Home-Region`). Checked
+   * (a region of the cluster, inside the residency) but it does not choose: a new key's home is
+   * `homeOfNewKey` (collection.ts), and a region that is not the home answers 421 naming it.
+   */
   homeRegion?: RegionId;
   /** Replicated metadata committed in the same transaction as the write (idempotency records). */
   kv?: KvEntry[];

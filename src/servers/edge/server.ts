@@ -14,23 +14,18 @@ import type { LatLon } from '../../core/geo.js';
 import type { HealthEvent } from '../../core/health.js';
 import type { Clock, Random } from '../../core/ports.js';
 import {
-  decodeSticky,
+  answerCookies,
+  EDGE_CANCELLED,
   formatRoute,
-  isIdempotent,
-  isWrite,
-  mergeTokens,
+  isRegionsFault,
   type NextStep,
   type RegionStatus,
   type RegionTransition,
-  RequestAttempt,
+  type RequestAttempt,
   type RouteReason,
   RoutingTable,
-  readCookie,
-  rywCookies,
-  STICKY_COOKIE,
+  routeRequest,
   type UpstreamOutcome,
-  VERSION_COOKIE,
-  validToken,
 } from '../../core/routing/index.js';
 import type { RegionId } from '../../core/types.js';
 import {
@@ -99,16 +94,6 @@ const HOP_REQUEST = new Set([
 
 type Headers = Record<string, string | string[]>;
 
-/** The code of a request the edge took back from a region it just ejected. */
-const CANCELLED = 'EDGE_CANCELLED';
-
-/**
- * Error codes a region answers with a 5xx that describe the request, not the region: a read whose
- * version did not arrive in the time it asked for, a sync write whose peers did not confirm in
- * time. Only the region's own failures may count against its health.
- */
-const REQUEST_CAUSED = new Set(['not_caught_up', 'sync_timeout']);
-
 /**
  * Whether a failed outcome is evidence against the region: connection refused or reset, a
  * timeout past the request's own budget, a 5xx of its own. Not: a request the edge cancelled
@@ -116,11 +101,11 @@ const REQUEST_CAUSED = new Set(['not_caught_up', 'sync_timeout']);
  * request asked for what could not be had in time.
  */
 function upstreamsFault(err: Error | undefined, up: UpstreamAnswer | undefined): boolean {
-  if (err) return (err as Error & { code?: string }).code !== CANCELLED;
+  if (err) return (err as Error & { code?: string }).code !== EDGE_CANCELLED;
   if (!up || up.body.length === 0 || up.body.length > 64 * 1024) return true;
   try {
     const code = (JSON.parse(up.body.toString('utf8')) as { error?: { code?: unknown } }).error?.code;
-    return !(typeof code === 'string' && REQUEST_CAUSED.has(code));
+    return isRegionsFault(typeof code === 'string' ? code : undefined);
   } catch {
     return true;
   }
@@ -188,7 +173,7 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
       // After the event: a cancelled request retries synchronously, and its new dispatch must
       // come after the ejection that caused it.
       if (t.to === 'down') {
-        const cancelled = new UpstreamError(CANCELLED, `region ${region} was ejected (${t.reason})`);
+        const cancelled = new UpstreamError(EDGE_CANCELLED, `region ${region} was ejected (${t.reason})`);
         for (const c of [...(inFlight.get(region) ?? [])]) c.cancel(cancelled);
       }
     }
@@ -260,7 +245,7 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
    * already checked every name and value, and the two the edge adds (the client's IP, a version
    * token) are well-formed by construction.
    */
-  function upstreamHeaderLines(req: Http1Request, write: boolean, cookie: string | undefined): string {
+  function upstreamHeaderLines(req: Http1Request, cookieToken: string | undefined): string {
     addedToken = false;
     let out = '';
     const h = req.headers;
@@ -271,12 +256,9 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     const ip = clientIp(req);
     const prior = h['x-forwarded-for'];
     out += `x-forwarded-for: ${prior ? `${prior}, ${ip}` : ip}\r\n`;
-    if (!write && h['meridian-min-version'] === undefined) {
-      const token = validToken(readCookie(cookie, VERSION_COOKIE));
-      if (token) {
-        out += `meridian-min-version: ${token}\r\n`;
-        addedToken = true;
-      }
+    if (cookieToken) {
+      out += `meridian-min-version: ${cookieToken}\r\n`;
+      addedToken = true;
     }
     return out;
   }
@@ -320,14 +302,15 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
     const headers = up.headers;
     const code = up.status;
     const route = routeHeader(attempt.region, attempt.reason);
-    let cookies: string[] | undefined;
-    if (write && code >= 200 && code < 300) {
-      const token = mergeTokens(
-        validToken(readCookie(cookie, VERSION_COOKIE)),
-        firstHeader(headers['meridian-version']),
-      );
-      cookies = rywCookies(attempt.region, token, clock.nowMs(), edgeCfg.stickyMs);
-    }
+    const cookies = answerCookies(
+      write,
+      code,
+      cookie,
+      firstHeader(headers['meridian-version']),
+      attempt.region,
+      clock.nowMs(),
+      edgeCfg.stickyMs,
+    );
     if (headers['meridian-edge'] === undefined && headers['meridian-route'] === undefined) {
       // The common case: the region's header lines pass through as they are, ours appended.
       let lines = `${up.headerLines}${edgeLine}meridian-route: ${route}\r\n`;
@@ -448,21 +431,20 @@ export async function startEdge(options: EdgeOptions): Promise<Edge> {
       throw new MeridianError('bad_request', `method ${method} is not part of the /v1 surface`);
     }
     const cookie = req.headers.cookie;
-    const write = isWrite(method);
-    const stickyRegion = write
-      ? undefined
-      : decodeSticky(readCookie(cookie, STICKY_COOKIE), clock.nowMs(), known);
-    const plan = table.plan({
-      client: policy === 'geo' ? locate(req) : undefined,
-      stickyRegion,
-      random: random.next(),
-    });
-    const attempt = new RequestAttempt(
-      plan,
-      isIdempotent(method, req.headers['idempotency-key'] !== undefined),
+    const { attempt, write, cookieToken } = routeRequest(
+      table,
+      {
+        method,
+        hasIdempotencyKey: req.headers['idempotency-key'] !== undefined,
+        cookie,
+        hasMinVersion: req.headers['meridian-min-version'] !== undefined,
+        client: policy === 'geo' ? locate(req) : undefined,
+      },
+      clock.nowMs(),
+      random.next(),
       known,
     );
-    const lines = upstreamHeaderLines(req, write, cookie);
+    const lines = upstreamHeaderLines(req, cookieToken);
     new Forwarding(req, res, attempt, lines, write, cookie, upstreamBudgetMs(req)).go(attempt.first());
   }
 

@@ -5,6 +5,7 @@
  * coordinator crashes mid-saga, partitions between steps, duplicated deliveries, and client retries
  * in another region after a failover. The checkers then judge the final state.
  */
+import { homeOfNewKey } from '../../core/collection.js';
 import { isMeridianError, MeridianError } from '../../core/errors.js';
 import {
   canonicalJson,
@@ -112,15 +113,31 @@ export interface SagaSimResult {
 }
 
 export function transferAccounts(regions: readonly RegionId[]): { key: string; home: RegionId }[] {
-  return regions.flatMap((r) =>
-    Array.from({ length: TRANSFER_ACCOUNTS_PER_REGION }, (_, i) => ({ key: `t-${r}-${i}`, home: r })),
-  );
+  return accountsHomedIn(regions, 't', TRANSFER_ACCOUNTS_PER_REGION);
 }
 
 export function depositAccounts(regions: readonly RegionId[]): { key: string; home: RegionId }[] {
-  return regions.flatMap((r) =>
-    Array.from({ length: DEPOSIT_ACCOUNTS_PER_REGION }, (_, i) => ({ key: `d-${r}-${i}`, home: r })),
-  );
+  return accountsHomedIn(regions, 'd', DEPOSIT_ACCOUNTS_PER_REGION);
+}
+
+/**
+ * `count` account keys per region whose home is that region: a new key's home is the rule every
+ * region applies (homeOfNewKey), so the keys are picked to fall in each region.
+ */
+function accountsHomedIn(
+  regions: readonly RegionId[],
+  prefix: string,
+  count: number,
+): { key: string; home: RegionId }[] {
+  const spec = sagaSimCollections(regions).find((c) => c.name === 'accounts')!;
+  return regions.flatMap((r) => {
+    const out: { key: string; home: RegionId }[] = [];
+    for (let j = 0; out.length < count; j++) {
+      const key = `${prefix}-${r}-${j}`;
+      if (homeOfNewKey(spec, regions, key) === r) out.push({ key, home: r });
+    }
+    return out;
+  });
 }
 
 export const sagaSimCollections = (regions: readonly RegionId[]): CollectionSpec[] => [
