@@ -53,6 +53,12 @@ const cases: { bugs: (keyof PlantedBugs)[]; catches: string[]; options: Partial<
     options: { seed: 25, faults: 'heavy', workload: 'mixed', durationMs: 6000, opsPerSec: 200 },
   },
   {
+    // The feed sends eu-profiles' changes to regions outside its residency instead of placeholders.
+    bugs: ['leakResidentChanges'],
+    catches: ['residency'],
+    options: { seed: 1, faults: 'none', workload: 'mixed', durationMs: 2000, opsPerSec: 300 },
+  },
+  {
     // Concurrent register writes: each region keeps whichever arrived last, not the greatest HLC.
     bugs: ['lastArrivalWins'],
     catches: ['lww', 'convergence'],

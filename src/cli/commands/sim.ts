@@ -21,6 +21,7 @@ const BUGS = [
   'skipTokenWait',
   'ackBeforeApply',
   'leakResidentKv',
+  'leakResidentChanges',
   'lastArrivalWins',
   'reuseSetTags',
   'ignoreHome',

@@ -39,7 +39,7 @@ export class Residency {
    */
   forPeer(c: Change, peer: RegionId): Change {
     const allowed = this.of(c);
-    return allowed && !allowed.includes(peer) ? withheld(c, allowed) : c;
+    return allowed && !allowed.includes(peer) && !this.bugs.leakResidentChanges ? withheld(c, allowed) : c;
   }
 
   /** Whether `region` may hold data about `collection` (undefined: data about no collection). */

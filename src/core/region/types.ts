@@ -16,6 +16,8 @@ export interface PlantedBugs {
   ackBeforeApply?: boolean;
   /** kv records about a resident collection are treated as unrestricted (sent, snapshotted, applied anywhere). */
   leakResidentKv?: boolean;
+  /** the replication feed sends a resident collection's changes to every peer, not a placeholder. */
+  leakResidentChanges?: boolean;
   /** applyRemote takes a peer's register write as it arrives instead of merging it (last arrival wins). */
   lastArrivalWins?: boolean;
   /** a set add tags a member with the region and member only, so a re-add reuses a removed tag. */
