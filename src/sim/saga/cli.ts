@@ -62,13 +62,17 @@ export async function main(argv: string[]): Promise<number> {
         .filter(Boolean)
     : DEFAULT_SAGA_SIM.regions;
   let bugs: SagaSimBugs | undefined;
-  argv.forEach((a, i) => {
-    if (a !== '--bug') return;
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] !== '--bug') continue;
     const name = argv[i + 1] ?? '';
-    if (!(SAGA_BUGS as readonly string[]).includes(name))
-      throw new Error(`unknown --bug '${name}' for the saga workload; known: ${SAGA_BUGS.join(', ')}`);
+    if (!(SAGA_BUGS as readonly string[]).includes(name)) {
+      process.stderr.write(
+        `meridian sim: unknown --bug '${name}' for the saga workload; known: ${SAGA_BUGS.join(', ')}\n`,
+      );
+      return 2;
+    }
     bugs = { ...bugs, [name]: true };
-  });
+  }
   process.stdout.write(`${HEADER}\n`);
   let failed = 0;
   const t0 = Date.now();
