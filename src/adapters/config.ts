@@ -1,32 +1,82 @@
 /**
  * The deployment configuration shared by region nodes, edges, the GeoDNS server and the lab:
- * one JSON or YAML file, validated with errors that name the field and the fix.
+ * one JSON or YAML file, validated strictly (an unknown key is an error that names the closest
+ * valid one) with errors that name the field and the fix. Secrets may be written inline or taken
+ * from an environment variable or a file (`{env: NAME}`, `{file: PATH}`); docs/config.md.
  */
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { collectionProblems } from '../core/collection.js';
 import type { CollectionSpec, RegionInfo } from '../core/types.js';
 
+/** Edits (insert, delete, substitute) that turn `a` into `b`, ignoring case. */
+export function editDistance(a: string, b: string): number {
+  const x = a.toLowerCase();
+  const y = b.toLowerCase();
+  let prev = Array.from({ length: y.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= x.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= y.length; j++) {
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (x[i - 1] === y[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[y.length]!;
+}
+
+/** The valid key closest to `key`, when it is close enough to be a typo of it. */
+export function closestKey(key: string, valid: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Number.POSITIVE_INFINITY;
+  for (const v of valid) {
+    const d = editDistance(key, v);
+    if (d < bestD) [best, bestD] = [v, d];
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+}
+
+/**
+ * An object schema that refuses unknown keys. Its message has one line per unknown key, in the
+ * order of the issue's `keys`, so parseConfig can name each key's path.
+ */
+function strict<S extends z.core.$ZodLooseShape>(shape: S) {
+  const valid = Object.keys(shape);
+  return z.strictObject(shape, {
+    error: (iss) => {
+      if (iss.code !== 'unrecognized_keys') return undefined;
+      return iss.keys
+        .map((k) => {
+          const near = closestKey(k, valid);
+          return near
+            ? `unknown key; did you mean \`${near}\`?`
+            : `unknown key; valid keys here: ${valid.join(', ')}`;
+        })
+        .join('\n');
+    },
+  });
+}
+
 const regionId = z
   .string()
   .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'use lowercase letters, digits and dashes, like us-east-1');
 const url = z.url({ message: 'must be an absolute URL such as http://127.0.1.1:7070' });
-const listen = z.object({
+const listen = strict({
   host: z.string().default('127.0.0.1'),
   port: z.number().int().min(0).max(65535),
 });
 
 const replication = z.discriminatedUnion('mode', [
-  z.object({ mode: z.literal('async') }),
-  z.object({
+  strict({ mode: z.literal('async') }),
+  strict({
     mode: z.literal('sync'),
     acks: z.union([z.literal('all'), z.literal('majority'), z.number().int().min(1)]).default('majority'),
     timeoutMs: z.number().int().positive().optional(),
   }),
 ]);
 
-const collection = z.object({
+const collection = strict({
   name: z.string(),
   policy: z.enum(['pinned', 'lww', 'counter', 'set']),
   replication: replication.default({ mode: 'async' }),
@@ -35,14 +85,14 @@ const collection = z.object({
   writableBy: z.enum(['clients', 'sagas']).optional(),
 });
 
-const region = z.object({
+const region = strict({
   id: regionId,
   lat: z.number().min(-90).max(90),
   lon: z.number().min(-180).max(180),
   /** The region node: where it listens, and the URL others use when no route overrides it. */
-  node: z.object({ listen, url }),
+  node: strict({ listen, url }),
   /** The region's edge (absent: no edge in this region). */
-  edge: z.object({ listen, url }).optional(),
+  edge: strict({ listen, url }).optional(),
   /**
    * How this region reaches other regions' nodes, when not directly at their `node.url` (the lab
    * points these at the WAN emulator's proxies): peer region id -> URL.
@@ -55,7 +105,7 @@ const region = z.object({
  * deadlines follow each path's measured RTT: srtt + max(granularityMs, 4·rttvar) within
  * [minTimeoutMs, maxTimeoutMs]; `timeoutMs` (or `initialRttMs`) serves until the first sample.
  */
-const health = z.object({
+const health = strict({
   intervalMs: z.number().int().positive().default(250),
   timeoutMs: z.number().int().positive().default(1000),
   fall: z.number().int().positive().default(2),
@@ -73,14 +123,14 @@ const health = z.object({
   quorum: z.number().int().positive().optional(),
 });
 
-const geoOverride = z.object({
+const geoOverride = strict({
   cidr: z.string(),
   lat: z.number().min(-90).max(90),
   lon: z.number().min(-180).max(180),
 });
 
 /** What one client may send the edge, and how long it may take. */
-const edgeClient = z.object({
+const edgeClient = strict({
   /** Time from the first byte of a request head to its end (408 after). */
   headTimeoutMs: z.number().int().positive().default(10_000),
   /** Time from the end of a request head to the end of its body (408 after). */
@@ -111,7 +161,7 @@ const edgeClient = z.object({
 // zod 4 does not parse a default through its schema: the object's default spells every field.
 const EDGE_CLIENT_DEFAULTS: z.output<typeof edgeClient> = edgeClient.parse({});
 
-const edge = z.object({
+const edge = strict({
   policy: z.enum(['latency', 'geo', 'weighted', 'failover']).default('latency'),
   /** weighted: region -> relative weight. */
   weights: z.record(regionId, z.number().nonnegative()).default({}),
@@ -134,13 +184,13 @@ const edge = z.object({
   client: edgeClient.default(EDGE_CLIENT_DEFAULTS),
 });
 
-const geoip = z.object({
+const geoip = strict({
   /** An mmdb file (GeoLite2-City shape or a country database); default: the bundled CC0 database. */
   mmdb: z.string().optional(),
   overrides: z.array(geoOverride).default([]),
 });
 
-const dns = z.object({
+const dns = strict({
   listen: listen.default({ host: '127.0.0.1', port: 5353 }),
   zone: z.string().default('meridian.test'),
   /** Names (relative to the zone) answered with the nearest healthy edge. */
@@ -153,14 +203,14 @@ const dns = z.object({
 });
 
 const store = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('memory') }),
-  z.object({
+  strict({ kind: z.literal('memory') }),
+  strict({
     kind: z.literal('sqlite'),
     dir: z.string().default('.meridian/data'),
     /** normal: survives a killed process; full: also a power cut (one fsync per group commit). */
     synchronous: z.enum(['normal', 'full']).default('normal'),
   }),
-  z.object({
+  strict({
     kind: z.literal('postgres'),
     url: z.string().default('postgres://postgres@127.0.0.1:5432/postgres'),
     /** Each region gets its own schema named <prefix><region id with '-' as '_'>. */
@@ -169,7 +219,7 @@ const store = z.discriminatedUnion('kind', [
 ]);
 
 /** What one request may send a region node, and how long it may take to send it. */
-const nodeLimits = z.object({
+const nodeLimits = strict({
   /** Nesting of arrays and objects in a JSON body (400 too_deep). */
   maxJsonDepth: z.number().int().min(1).max(1000).default(64),
   /** Members of one JSON object (413 too_large). */
@@ -197,7 +247,7 @@ const nodeLimits = z.object({
 const NODE_LIMITS_DEFAULTS: z.output<typeof nodeLimits> = nodeLimits.parse({});
 
 /** Region-to-region streams and change-log retention of region nodes. */
-const replicationSettings = z.object({
+const replicationSettings = strict({
   /** A stream sends a heartbeat this often; a receiver that hears nothing for 3x this reconnects. */
   heartbeatMs: z.number().int().positive().default(1000),
   /** Reconnection backoff: doubles from min to max, with full jitter. */
@@ -210,20 +260,37 @@ const replicationSettings = z.object({
   compactIntervalMs: z.number().int().positive().default(10_000),
 });
 
-export const configSchema = z.object({
-  cluster: z
-    .object({
-      name: z.string().default('meridian'),
-      mode: z.enum(['active-active', 'active-passive']).default('active-active'),
-      /** active-passive: the region that takes writes first. */
-      primary: regionId.optional(),
-    })
-    .default({ name: 'meridian', mode: 'active-active' }),
-  secrets: z.object({
+/**
+ * A secret: the value itself, or where to read it, so the config file need not hold it:
+ * `{env: NAME}` (an environment variable) or `{file: PATH}` (the file's content without its
+ * trailing newline; a relative path is relative to the config file). Read once, at load.
+ */
+const secret = z.union(
+  [
+    z.string(),
+    z.strictObject({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a variable name') }),
+    z.strictObject({ file: z.string().min(1) }),
+  ],
+  { error: 'must be a string, {env: VARIABLE} or {file: PATH}' },
+);
+export type SecretSource = z.infer<typeof secret>;
+
+export const configSchema = strict({
+  /**
+   * Not read yet: issue 12 (active-passive) will use `mode` and `primary`; kept so configs written
+   * for it (and the lab's) stay valid. Nodes, edges and GeoDNS run active-active whatever it says.
+   */
+  cluster: strict({
+    name: z.string().default('meridian'),
+    mode: z.enum(['active-active', 'active-passive']).default('active-active'),
+    /** active-passive: the region that takes writes first. */
+    primary: regionId.optional(),
+  }).default({ name: 'meridian', mode: 'active-active' }),
+  secrets: strict({
     /** Authenticates region-to-region routes (Authorization: Bearer <clusterSecret>). */
-    clusterSecret: z.string().min(16, 'use at least 16 characters'),
-    /** Authenticates admin routes. */
-    adminToken: z.string().min(16, 'use at least 16 characters'),
+    clusterSecret: secret,
+    /** The lab's API and dashboard (`meridian up`, `meridian chaos`); nodes, edges and GeoDNS do not read it. */
+    adminToken: secret.optional(),
   }),
   regions: z.array(region).min(1),
   collections: z.array(collection).default([]),
@@ -256,63 +323,127 @@ export const configSchema = z.object({
     compactIntervalMs: 10_000,
   }),
   /** Per-request limits and timeouts of region nodes. */
-  node: z
-    .object({
-      maxBodyBytes: z
-        .number()
-        .int()
-        .positive()
-        .default(1024 * 1024),
-      /** Default and longest wait for Meridian-Min-Version; a larger Meridian-Max-Wait-Ms is clamped to it. */
-      maxWaitMs: z.number().int().nonnegative().default(1000),
-      syncTimeoutMs: z.number().int().positive().default(2000),
-      maxOffsetMs: z.number().int().positive().default(500),
-      idempotencyTtlMs: z
-        .number()
-        .int()
-        .positive()
-        .default(24 * 3600 * 1000),
-      /** Limits on a request to the node (docs/limits.md, "Region node (HTTP)"). */
-      limits: nodeLimits.default(NODE_LIMITS_DEFAULTS),
-      /** Balance of an account opened with POST /v1/accounts/{key}/open. */
-      accountOpeningBalance: z.number().int().nonnegative().default(1000),
-    })
-    .default({
-      maxBodyBytes: 1024 * 1024,
-      maxWaitMs: 1000,
-      syncTimeoutMs: 2000,
-      maxOffsetMs: 500,
-      idempotencyTtlMs: 86_400_000,
-      limits: NODE_LIMITS_DEFAULTS,
-      accountOpeningBalance: 1000,
-    }),
+  node: strict({
+    maxBodyBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(1024 * 1024),
+    /** Default and longest wait for Meridian-Min-Version; a larger Meridian-Max-Wait-Ms is clamped to it. */
+    maxWaitMs: z.number().int().nonnegative().default(1000),
+    syncTimeoutMs: z.number().int().positive().default(2000),
+    maxOffsetMs: z.number().int().positive().default(500),
+    idempotencyTtlMs: z
+      .number()
+      .int()
+      .positive()
+      .default(24 * 3600 * 1000),
+    /** Limits on a request to the node (docs/limits.md, "Region node (HTTP)"). */
+    limits: nodeLimits.default(NODE_LIMITS_DEFAULTS),
+    /** Balance of an account opened with POST /v1/accounts/{key}/open. */
+    accountOpeningBalance: z.number().int().nonnegative().default(1000),
+  }).default({
+    maxBodyBytes: 1024 * 1024,
+    maxWaitMs: 1000,
+    syncTimeoutMs: 2000,
+    maxOffsetMs: 500,
+    idempotencyTtlMs: 86_400_000,
+    limits: NODE_LIMITS_DEFAULTS,
+    accountOpeningBalance: 1000,
+  }),
 });
 
-export type MeridianConfig = z.infer<typeof configSchema>;
+type ParsedConfig = z.infer<typeof configSchema>;
+/** A validated config, with defaults filled in and secrets read from where they were. */
+export type MeridianConfig = Omit<ParsedConfig, 'secrets'> & {
+  secrets: { clusterSecret: string; adminToken?: string };
+};
 export type RegionConfig = MeridianConfig['regions'][number];
 
+/** A config that cannot be used: every problem, each naming its field; `message` has one line per problem. */
 export class ConfigError extends Error {
   constructor(
     readonly problems: string[],
-    source: string,
+    readonly source: string,
   ) {
-    super(`invalid configuration in ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    super(problems.map((p) => `${source}: ${p}`).join('\n'));
     this.name = 'ConfigError';
   }
 }
 
-/** Validates a parsed config object; throws ConfigError listing every problem with its field path. */
-export function parseConfig(raw: unknown, source = 'config'): MeridianConfig {
-  const res = configSchema.safeParse(raw);
-  if (!res.success) {
-    throw new ConfigError(
-      res.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`),
-      source,
-    );
+export interface ParseOptions {
+  /** Where a relative `{file: PATH}` secret is found (default: the working directory). */
+  baseDir?: string;
+  /** Where `{env: NAME}` secrets are read (default: process.env). */
+  env?: Record<string, string | undefined>;
+}
+
+const MIN_SECRET_CHARS = 16;
+
+/** Reads one secret from where its source says; pushes a problem instead when it cannot. */
+function readSecret(
+  src: SecretSource,
+  field: string,
+  o: ParseOptions,
+  problems: string[],
+): string | undefined {
+  let value: string;
+  if (typeof src === 'string') value = src;
+  else if ('env' in src) {
+    const v = (o.env ?? process.env)[src.env];
+    if (v === undefined || v === '') {
+      problems.push(`${field}: environment variable ${src.env} is not set`);
+      return undefined;
+    }
+    value = v;
+  } else {
+    const path = resolve(o.baseDir ?? '.', src.file);
+    try {
+      value = readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+    } catch (e) {
+      problems.push(
+        `${field}: cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      );
+      return undefined;
+    }
   }
-  const cfg = res.data;
-  const ids = cfg.regions.map((r) => r.id);
+  if (value.length < MIN_SECRET_CHARS) {
+    problems.push(`${field}: use at least ${MIN_SECRET_CHARS} characters`);
+    return undefined;
+  }
+  return value;
+}
+
+/** One problem per zod issue; an unknown key is named by its own path. */
+function issueProblems(issues: readonly z.core.$ZodIssue[]): string[] {
+  return issues.flatMap((i) => {
+    const at = i.path.map(String);
+    if (i.code !== 'unrecognized_keys') return [`${at.join('.') || '(root)'}: ${i.message}`];
+    const lines = i.message.split('\n');
+    return i.keys.map((k, n) => `${[...at, k].join('.')}: ${lines[n] ?? 'unknown key'}`);
+  });
+}
+
+/**
+ * Validates a parsed config object and reads its secrets; throws ConfigError listing every problem
+ * with its field path.
+ * @example const cfg = parseConfig(parseYaml(text), 'meridian.yaml', { baseDir: '/etc/meridian' });
+ */
+export function parseConfig(raw: unknown, source = 'config', options: ParseOptions = {}): MeridianConfig {
+  const res = configSchema.safeParse(raw);
+  if (!res.success) throw new ConfigError(issueProblems(res.error.issues), source);
+  const parsed = res.data;
   const problems: string[] = [];
+  const clusterSecret = readSecret(parsed.secrets.clusterSecret, 'secrets.clusterSecret', options, problems);
+  const adminToken =
+    parsed.secrets.adminToken === undefined
+      ? undefined
+      : readSecret(parsed.secrets.adminToken, 'secrets.adminToken', options, problems);
+  const cfg: MeridianConfig = {
+    ...parsed,
+    secrets: { clusterSecret: clusterSecret ?? '', ...(adminToken !== undefined ? { adminToken } : {}) },
+  };
+  const ids = cfg.regions.map((r) => r.id);
   const dup = ids.find((id, i) => ids.indexOf(id) !== i);
   if (dup) problems.push(`regions: region '${dup}' is listed twice`);
   const names = cfg.collections.map((c) => c.name);
@@ -337,16 +468,40 @@ export function parseConfig(raw: unknown, source = 'config'): MeridianConfig {
   return cfg;
 }
 
-/** Reads a .json, .yaml or .yml file and validates it. */
-export function loadConfig(path: string): MeridianConfig {
-  const text = readFileSync(path, 'utf8');
-  let raw: unknown;
+/** Parses a .json, .yaml or .yml file without validating it; ConfigError when it cannot be read or parsed. */
+export function readConfigFile(path: string): unknown {
+  let text: string;
   try {
-    raw = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new ConfigError([`cannot parse: ${(e as Error).message}`], path);
+    const code = (e as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : code === 'EISDIR'
+            ? 'is a directory, not a file'
+            : (e as Error).message;
+    throw new ConfigError([`cannot read the config file: ${why}`], path);
   }
-  return parseConfig(raw, path);
+  try {
+    return path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (e) {
+    throw new ConfigError([`cannot parse: ${(e as Error).message.split('\n')[0]}`], path);
+  }
+}
+
+/**
+ * Reads a .json, .yaml or .yml file and validates it; a relative `{file: ...}` secret is read
+ * relative to the file's folder.
+ * @example const cfg = loadConfig('meridian.yaml');
+ */
+export function loadConfig(path: string, env?: Record<string, string | undefined>): MeridianConfig {
+  return parseConfig(readConfigFile(path), path, {
+    baseDir: dirname(resolve(path)),
+    ...(env ? { env } : {}),
+  });
 }
 
 export function regionInfos(cfg: MeridianConfig): RegionInfo[] {

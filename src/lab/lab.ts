@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { MeridianConfig } from '../adapters/config.js';
 import { type ChaosAction, describeChaos } from './chaos.js';
 import { queryA } from './dns-query.js';
-import { type LabPaths, type LabStoreKind, labPaths, writeLabConfig } from './lab-config.js';
+import { type LabPaths, type LabStoreKind, labPaths, readAdminToken, writeLabConfig } from './lab-config.js';
 import { probeLag } from './lag-probe.js';
 import { euRegions, LAB_HOST, LAB_PORT, type LabPlan, type LabRegion, labPlan } from './plan.js';
 import { busyEndpoints, type Endpoint } from './ports.js';
@@ -178,7 +178,8 @@ export class Lab {
       const api = await startLabApi(this, {
         host: LAB_HOST,
         port: LAB_PORT,
-        adminToken: this.cfg.secrets.adminToken,
+        // writeLabConfig always writes one (the schema makes it optional: only the lab reads it).
+        adminToken: this.cfg.secrets.adminToken ?? readAdminToken(this.paths.dir),
       });
       this.closeApi = api.close;
       this.dashboardUrl = api.dashboardUrl;
