@@ -153,6 +153,29 @@ describe('each checker catches the breach it exists for', () => {
     assert.ok(readValidity.check(h).length > 0, 'read-validity fires');
   });
 
+  it('read validity: a counter read in range that no choice of committed totals makes', async () => {
+    const h = await fresh();
+    const likes = h.collections.find((c) => c.policy === 'counter')!.name;
+    const [a, b] = h.regions as [string, string];
+    const change = (origin: string, seq: number, total: number) => ({
+      origin,
+      seq,
+      hlc: `00000000000${seq}-000000`,
+      collection: likes,
+      key: 'exact',
+      delta: { t: 'counter' as const, p: { [origin]: total }, n: {} },
+      committedAtMs: 0,
+    });
+    // One region committed a running total of 3, the other of 5: reads can be 0, 3, 5 or 8, not 4.
+    h.changes.get(a)!.push(change(a, h.changes.get(a)!.length + 1, 3));
+    h.changes.get(b)!.push(change(b, h.changes.get(b)!.length + 1, 5));
+    const like = h.ops.find((o) => o.kind === 'get' && o.result === 'ok')!;
+    for (const answer of [0, 3, 5, 8]) fakeOp(h, like, { collection: likes, key: 'exact', answer });
+    assert.deepEqual(readValidity.check(h), [], 'every sum of committed totals is valid');
+    fakeOp(h, like, { collection: likes, key: 'exact', answer: 4 });
+    assert.match(readValidity.check(h)[0]?.message ?? '', /likes\/exact.*returned 4/);
+  });
+
   it('read-your-writes: a token session reads a value no write produced after its own write', async () => {
     const h = await fresh();
     const w = h.ops.find(
