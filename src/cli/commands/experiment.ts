@@ -4,7 +4,6 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadConfig } from '../../adapters/config.js';
 import { consistency } from '../../lab/experiments/consistency.js';
 import { failover } from '../../lab/experiments/failover.js';
@@ -14,6 +13,7 @@ import { replication } from '../../lab/experiments/replication.js';
 import { openLab } from '../../lab/experiments/target.js';
 import { labPaths } from '../../lab/lab-config.js';
 import { parseRegionList } from '../../lab/plan.js';
+import { choiceOption, EXIT, intOption, numberOption, parseCommand, UsageError } from '../args.js';
 
 /** The issue 18 lab: ten regions, the farthest pairs 330 ms apart. */
 const HEALTH_REGIONS =
@@ -30,79 +30,88 @@ const USAGE = `usage: meridian experiment <failover|replication|consistency|heal
                then optionally a region's node killed: detection and recovery at every edge and
                GeoDNS (default regions: the ten of issue 18)
 common: [--regions a,b,c] (when no lab is running, the one to start) [--dir .meridian] [--out reports]
+        -h, --help   this help
+
+examples:
+  meridian experiment replication --seconds 10
+  meridian experiment failover --victim eu-west-1 --how crash
+  meridian experiment health --seconds 120 --kill ap-northeast-1 --after 30
+
+exit codes: 0 done (reports/<name>.svg and .json written), 1 the experiment or the lab failed,
+            2 bad arguments
 `;
+
+const EXPERIMENTS = ['failover', 'replication', 'consistency', 'health'] as const;
 
 /** @example await run(['replication', '--seconds', '10']) */
 export async function run(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  if (!name || !['failover', 'replication', 'consistency', 'health'].includes(name)) {
-    process.stderr.write(USAGE);
-    return name === '--help' || name === '-h' ? 0 : 2;
-  }
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: rest,
-      options: {
-        victim: { type: 'string' },
-        how: { type: 'string' },
-        warmup: { type: 'string' },
-        after: { type: 'string' },
-        seconds: { type: 'string' },
-        trials: { type: 'string' },
-        traffic: { type: 'boolean' },
-        kill: { type: 'string' },
-        regions: { type: 'string' },
-        dir: { type: 'string' },
-        out: { type: 'string' },
-      },
-    }));
-  } catch (e) {
-    process.stderr.write(`meridian experiment: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  const num = (v: string | boolean | undefined, d: number) => (typeof v === 'string' ? Number(v) : d);
-  const str = (v: string | boolean | undefined) => (typeof v === 'string' ? v : undefined);
+  const args = parseCommand(argv, {
+    options: {
+      victim: { type: 'string' },
+      how: { type: 'string' },
+      warmup: { type: 'string' },
+      after: { type: 'string' },
+      seconds: { type: 'string' },
+      trials: { type: 'string' },
+      traffic: { type: 'boolean' },
+      kill: { type: 'string' },
+      regions: { type: 'string' },
+      dir: { type: 'string' },
+      out: { type: 'string' },
+    },
+    usage: USAGE,
+    positionals: [1, 1],
+  });
+  if (!args) return EXIT.ok;
+  const { values } = args;
+  const name = args.positionals[0]!;
+  if (!(EXPERIMENTS as readonly string[]).includes(name))
+    throw new UsageError(`unknown experiment '${name}' (known: ${EXPERIMENTS.join(', ')})`, USAGE);
+  const how = choiceOption(values.how, 'how', ['outage', 'crash'], USAGE) ?? 'outage';
+  const seconds = numberOption(values.seconds, 'seconds', 0.1, 86_400, USAGE);
+  const warmupS = numberOption(values.warmup, 'warmup', 0, 3600, USAGE) ?? 3;
+  const afterS = numberOption(values.after, 'after', 0, 86_400, USAGE) ?? 10;
+  const trials = intOption(values.trials, 'trials', 1, 100_000, USAGE) ?? 40;
   const log = (s: string) => process.stdout.write(`${s}\n`);
-  const dir = resolve(str(values.dir) ?? process.env.MERIDIAN_LAB_DIR ?? '.meridian');
-  const out = resolve(str(values.out) ?? 'reports');
+  const dir = resolve(values.dir ?? process.env.MERIDIAN_LAB_DIR ?? '.meridian');
+  const out = resolve(values.out ?? 'reports');
   let target: Awaited<ReturnType<typeof openLab>>;
   try {
-    const regions = str(values.regions) ?? (name === 'health' ? HEALTH_REGIONS : undefined);
+    const regions = values.regions ?? (name === 'health' ? HEALTH_REGIONS : undefined);
     target = await openLab(dir, parseRegionList(regions), log, {
       traffic: name === 'health' && values.traffic === true,
     });
   } catch (e) {
     process.stderr.write(`meridian experiment: ${(e as Error).message}\n`);
-    return 1;
+    return EXIT.failure;
   }
   const startedAt = new Date().toISOString();
   try {
     let result: { table: string; svg: string };
     if (name === 'failover') {
       result = await failover(target, {
-        victim: str(values.victim),
-        how: values.how === 'crash' ? 'crash' : 'outage',
-        warmupS: num(values.warmup, 3),
-        afterS: num(values.after, 10),
+        victim: values.victim,
+        how,
+        warmupS,
+        afterS,
         log,
       });
     } else if (name === 'replication') {
-      result = await replication(target, { seconds: num(values.seconds, 20), log });
+      result = await replication(target, { seconds: seconds ?? 20, log });
     } else if (name === 'health') {
       result = await health(target, {
         cfg: loadConfig(labPaths(dir).config),
-        durationS: num(values.seconds, 600),
+        durationS: seconds ?? 600,
         traffic: values.traffic === true,
-        kill: str(values.kill),
-        afterS: num(values.after, 10),
+        kill: values.kill,
+        afterS,
         log,
       });
     } else {
-      result = await consistency(target, { trials: num(values.trials, 40), log });
+      result = await consistency(target, { trials, log });
     }
     mkdirSync(out, { recursive: true });
-    const base = name === 'failover' && values.how === 'crash' ? 'failover-crash' : name;
+    const base = name === 'failover' && how === 'crash' ? 'failover-crash' : name;
     const svgPath = join(out, `${base}.svg`);
     const jsonPath = join(out, `${base}.json`);
     writeFileSync(svgPath, result.svg);

@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { Lab } from '../../lab/lab.js';
 import type { LabStoreKind } from '../../lab/lab-config.js';
 import { parseRegionList } from '../../lab/plan.js';
-import { commandArgs } from '../args.js';
+import { choiceOption, commandArgs, EXIT, numberOption, UsageError } from '../args.js';
 
 const USAGE = `usage: meridian up [--regions a,b,c] [--store sqlite|postgres|memory] [--no-traffic] [--rate N] [--dir .meridian]
   --regions   2 to 10 regions of data/aws-regions.json (default us-east-1,eu-west-1,ap-northeast-1)
@@ -14,6 +14,15 @@ const USAGE = `usage: meridian up [--regions a,b,c] [--store sqlite|postgres|mem
   --no-traffic  do not start the traffic generator
   --rate      traffic generator requests per second (default 8)
   --dir       the lab's folder: config, admin token, logs, data (default .meridian)
+  -h, --help  this help
+
+examples:
+  meridian up
+  meridian up --regions us-east-1,eu-west-1,ap-southeast-2 --store memory --rate 20
+  meridian up --no-traffic --dir /tmp/lab
+
+exit codes: 0 stopped by Ctrl-C/SIGTERM with no process left behind, 1 the lab failed to start or
+            left a process behind, 2 bad arguments
 `;
 
 /** @example await run(['--regions', 'us-east-1,eu-west-1', '--no-traffic']) */
@@ -29,23 +38,15 @@ export async function run(argv: string[]): Promise<number> {
     },
     USAGE,
   );
-  if (!values) return 0;
-  const store = (values.store ?? 'sqlite') as LabStoreKind;
-  if (!['sqlite', 'postgres', 'memory'].includes(store)) {
-    process.stderr.write(`meridian up: --store must be sqlite, postgres or memory\n${USAGE}`);
-    return 2;
-  }
-  const ratePerS = values.rate === undefined ? 8 : Number(values.rate);
-  if (!Number.isFinite(ratePerS) || ratePerS < 0 || ratePerS > 500) {
-    process.stderr.write('meridian up: --rate must be a number from 0 to 500\n');
-    return 2;
-  }
+  if (!values) return EXIT.ok;
+  const store: LabStoreKind =
+    choiceOption(values.store, 'store', ['sqlite', 'postgres', 'memory'], USAGE) ?? 'sqlite';
+  const ratePerS = numberOption(values.rate, 'rate', 0, 500, USAGE) ?? 8;
   let regions: string[];
   try {
     regions = parseRegionList(values.regions);
   } catch (e) {
-    process.stderr.write(`meridian up: ${(e as Error).message}\n`);
-    return 2;
+    throw new UsageError(`--regions: ${(e as Error).message}`, USAGE);
   }
   const dir = resolve(values.dir ?? process.env.MERIDIAN_LAB_DIR ?? '.meridian');
   const log = (line: string) => process.stdout.write(`${line}\n`);
