@@ -12,8 +12,10 @@ import { FALSE_EJECTION, MISSED_EJECTION } from '../../sim/checkers/health.js';
 import { ALL_CHECKERS } from '../../sim/checkers/index.js';
 import { FAULT_NAMES } from '../../sim/faults.js';
 import { mixLine, replayCommand, runReport, table, violationReport } from '../../sim/report.js';
+import { SAGA_BUGS } from '../../sim/saga/saga-sim.js';
 import { DEFAULT_SIM, type RunResult, type SimOptions, simulate } from '../../sim/simulator.js';
 import { WORKLOADS } from '../../sim/workload.js';
+import { EXIT, intOption, parseCommand, UsageError } from '../args.js';
 
 /** Planted defects of the region core (core/region/types.ts PlantedBugs); docs/simulator.md lists what catches each. */
 const BUGS = [
@@ -29,6 +31,24 @@ const BUGS = [
 ] as const satisfies readonly (keyof PlantedBugs)[];
 /** Planted defects of the health state machine (core/health.ts); each turns on --health. */
 const HEALTH_BUGS = ['staticTimeout', 'timeoutNotEvidence'] as const;
+/** Planted defects of the saga workload (sim/saga/saga-sim.ts). */
+const SAGA_BUG_NAMES: readonly string[] = SAGA_BUGS;
+
+const OPTIONS = {
+  seed: { type: 'string' },
+  seeds: { type: 'string' },
+  regions: { type: 'string' },
+  duration: { type: 'string' },
+  faults: { type: 'string' },
+  workload: { type: 'string' },
+  rate: { type: 'string' },
+  bug: { type: 'string', multiple: true },
+  health: { type: 'boolean' },
+  notes: { type: 'boolean' },
+  'no-faults': { type: 'boolean' },
+} as const;
+/** The options the saga workload's runner (sim/saga/cli.ts) takes besides --workload. */
+const SAGA_OPTIONS: readonly string[] = ['seed', 'seeds', 'regions', 'duration', 'bug', 'no-faults'];
 
 function usage(): string {
   return `usage: meridian sim [options]
@@ -39,13 +59,27 @@ function usage(): string {
   --duration T      simulated time with workload and faults, e.g. 60s, 500ms, 2m (default ${DEFAULT_SIM.durationMs / 1000}s)
   --faults NAME     ${FAULT_NAMES.join('|')} (default ${DEFAULT_SIM.faults});
                     random draws a mix of every kind of fault per seed, printed with the run
-  --workload NAME   ${Object.keys(WORKLOADS).join('|')} (default ${DEFAULT_SIM.workload})
+  --workload NAME   ${[...Object.keys(WORKLOADS), 'saga'].join('|')} (default ${DEFAULT_SIM.workload});
+                    saga: sagas and idempotent retries, with their own runner and checkers; it
+                    takes --seed, --seeds, --regions, --duration, --bug and --no-faults
   --rate N          client operations per second, offered (default ${DEFAULT_SIM.opsPerSec})
-  --bug NAME        plant a bug to see a checker catch it: ${[...BUGS, ...HEALTH_BUGS].join('|')} (repeatable)
+  --bug NAME        plant a bug to see a checker catch it: ${[...BUGS, ...HEALTH_BUGS].join('|')} (repeatable);
+                    with --workload saga: ${SAGA_BUG_NAMES.join('|')}
   --health          also run every edge's health checks and the health checker (docs/simulator.md)
   --notes           also print the region processes' diagnostic notes
+  --no-faults       --workload saga only: no crashes or partitions
+  -h, --help        this help
 
-Exit code: 0 when every checker passes for every seed, 1 on any violation, 2 on bad usage.
+Options take their value as --seed 5 or --seed=5.
+
+examples:
+  meridian sim --seed 7 --faults heavy
+  meridian sim --seeds 200 --faults random --duration 30s
+  meridian sim --seed 3 --bug lastArrivalWins
+  meridian sim --workload saga --seeds 20
+
+Exit code: 0 when every checker passes for every seed, 1 on any violation or a seed the simulator
+gave up on, 2 on bad usage.
 `;
 }
 
@@ -64,101 +98,121 @@ interface CliOptions {
   notes: boolean;
 }
 
-export function parseArgs(argv: string[]): CliOptions {
-  const sim: Omit<SimOptions, 'seed'> = { ...DEFAULT_SIM };
-  let seed = 1;
-  let seeds = 1;
-  let notes = false;
-  const bugs: PlantedBugs = {};
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i]!;
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${flag} needs a value`);
-      return v;
-    };
-    const int = (v: string): number => {
-      if (!/^\d+$/.test(v)) throw new Error(`${flag} takes a whole number, not '${v}'`);
-      return Number(v);
-    };
-    switch (flag) {
-      case '--seed':
-        seed = int(value());
-        break;
-      case '--seeds':
-        seeds = Math.max(1, int(value()));
-        break;
-      case '--regions':
-        sim.regions = value()
-          .split(',')
-          .map((r) => r.trim())
-          .filter(Boolean);
-        break;
-      case '--duration':
-        sim.durationMs = parseDurationMs(value());
-        break;
-      case '--faults': {
-        const v = value();
-        if (!FAULT_NAMES.includes(v))
-          throw new Error(`unknown --faults '${v}'; known: ${FAULT_NAMES.join(', ')}`);
-        sim.faults = v;
-        break;
-      }
-      case '--workload': {
-        const v = value();
-        if (!WORKLOADS[v])
-          throw new Error(`unknown --workload '${v}'; known: ${Object.keys(WORKLOADS).join(', ')}`);
-        sim.workload = v;
-        break;
-      }
-      case '--rate':
-        sim.opsPerSec = Math.max(1, int(value()));
-        break;
-      case '--bug': {
-        const v = value();
-        if ((HEALTH_BUGS as readonly string[]).includes(v)) {
-          sim.healthBugs = { ...sim.healthBugs, [v]: true };
-          break;
-        }
-        if (!(BUGS as readonly string[]).includes(v))
-          throw new Error(`unknown --bug '${v}'; known: ${[...BUGS, ...HEALTH_BUGS].join(', ')}`);
-        bugs[v as (typeof BUGS)[number]] = true;
-        break;
-      }
-      case '--health':
-        sim.health = true;
-        break;
-      case '--notes':
-        notes = true;
-        break;
-      default:
-        throw new Error(`unknown option '${flag}'`);
-    }
-  }
-  if (Object.keys(bugs).length > 0) sim.bugs = bugs;
-  if (sim.regions.length === 0) throw new Error('--regions needs at least one region');
-  if (new Set(sim.regions).size !== sim.regions.length) throw new Error('--regions lists a region twice');
-  const table = loadRegionTable();
-  for (const r of sim.regions) table.get(r); // throws, naming the known regions
-  return { sim, seed, seeds, notes };
+function regionList(v: string): string[] {
+  return v
+    .split(',')
+    .map((r) => r.trim())
+    .filter(Boolean);
 }
 
+/**
+ * Parses the options of every workload but saga; throws UsageError naming the bad option.
+ * @example parseSimArgs(['--seed=7', '--faults', 'heavy'])
+ */
+export function parseSimArgs(argv: string[]): CliOptions | undefined {
+  const args = parseCommand(argv, { options: OPTIONS, usage: usage() });
+  if (!args) return undefined;
+  const v = args.values;
+  const u = usage();
+  if (v['no-faults']) throw new UsageError('--no-faults is for --workload saga (others: --faults none)', u);
+  const sim: Omit<SimOptions, 'seed'> = { ...DEFAULT_SIM };
+  const seed = intOption(v.seed, 'seed', 0, Number.MAX_SAFE_INTEGER, u) ?? 1;
+  const seeds = intOption(v.seeds, 'seeds', 1, 1_000_000_000, u) ?? 1;
+  if (v.regions !== undefined) sim.regions = regionList(v.regions);
+  if (v.duration !== undefined) {
+    try {
+      sim.durationMs = parseDurationMs(v.duration);
+    } catch (e) {
+      throw new UsageError(`--duration: ${(e as Error).message}`, u);
+    }
+  }
+  if (v.faults !== undefined) {
+    if (!FAULT_NAMES.includes(v.faults))
+      throw new UsageError(`unknown --faults '${v.faults}'; known: ${FAULT_NAMES.join(', ')}`, u);
+    sim.faults = v.faults;
+  }
+  if (v.workload !== undefined) {
+    if (!WORKLOADS[v.workload])
+      throw new UsageError(
+        `unknown --workload '${v.workload}'; known: ${[...Object.keys(WORKLOADS), 'saga'].join(', ')}`,
+        u,
+      );
+    sim.workload = v.workload;
+  }
+  sim.opsPerSec = intOption(v.rate, 'rate', 1, 1_000_000, u) ?? sim.opsPerSec;
+  const bugs: PlantedBugs = {};
+  for (const b of v.bug ?? []) {
+    if ((HEALTH_BUGS as readonly string[]).includes(b)) sim.healthBugs = { ...sim.healthBugs, [b]: true };
+    else if ((BUGS as readonly string[]).includes(b)) bugs[b as (typeof BUGS)[number]] = true;
+    else throw new UsageError(`unknown --bug '${b}'; known: ${[...BUGS, ...HEALTH_BUGS].join(', ')}`, u);
+  }
+  if (v.health) sim.health = true;
+  if (Object.keys(bugs).length > 0) sim.bugs = bugs;
+  if (sim.regions.length === 0) throw new UsageError('--regions needs at least one region', u);
+  if (new Set(sim.regions).size !== sim.regions.length)
+    throw new UsageError('--regions lists a region twice', u);
+  const table = loadRegionTable();
+  try {
+    for (const r of sim.regions) table.get(r); // throws, naming the known regions
+  } catch (e) {
+    throw new UsageError(`--regions: ${(e as Error).message}`, u);
+  }
+  return { sim, seed, seeds, notes: v.notes === true };
+}
+
+/**
+ * The saga workload's own runner takes --seed N, --seeds N, --duration T, --regions, --bug and
+ * --no-faults as separate words: the options are checked here and handed on in that form.
+ */
+async function runSaga(argv: string[]): Promise<number> {
+  const u = usage();
+  const args = parseCommand(argv, { options: OPTIONS, usage: u });
+  if (!args) return EXIT.ok;
+  const v = args.values;
+  const other = Object.keys(v).filter((k) => k !== 'workload' && !SAGA_OPTIONS.includes(k));
+  if (other.length > 0)
+    throw new UsageError(
+      `--${other[0]} is not an option of --workload saga (it takes ${SAGA_OPTIONS.map((k) => `--${k}`).join(', ')})`,
+      u,
+    );
+  const words: string[] = [];
+  const seed = intOption(v.seed, 'seed', 0, Number.MAX_SAFE_INTEGER, u);
+  if (seed !== undefined) words.push('--seed', String(seed));
+  const seeds = intOption(v.seeds, 'seeds', 1, 1_000_000_000, u);
+  if (seeds !== undefined) words.push('--seeds', String(seeds));
+  if (v.duration !== undefined) {
+    try {
+      words.push('--duration', `${parseDurationMs(v.duration)}ms`);
+    } catch (e) {
+      throw new UsageError(`--duration: ${(e as Error).message}`, u);
+    }
+  }
+  if (v.regions !== undefined) {
+    const regions = regionList(v.regions);
+    if (regions.length === 0) throw new UsageError('--regions needs at least one region', u);
+    words.push('--regions', regions.join(','));
+  }
+  for (const b of v.bug ?? []) {
+    if (!SAGA_BUG_NAMES.includes(b))
+      throw new UsageError(
+        `unknown --bug '${b}' for --workload saga; known: ${SAGA_BUG_NAMES.join(', ')}`,
+        u,
+      );
+    words.push('--bug', b);
+  }
+  if (v['no-faults']) words.push('--no-faults');
+  return (await import('../../sim/saga/cli.js')).main(words);
+}
+
+/** @example await run(['--seeds', '10', '--faults', 'random']) */
 export async function run(argv: string[]): Promise<number> {
   // The saga and idempotency workloads have their own runner and checkers (src/sim/saga).
-  const w = argv.indexOf('--workload');
-  if (w >= 0 && argv[w + 1] === 'saga')
-    return (await import('../../sim/saga/cli.js')).main(argv.filter((_, i) => i !== w && i !== w + 1));
-  if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(usage());
-    return 0;
-  }
-  let o: CliOptions;
-  try {
-    o = parseArgs(argv);
-  } catch (e) {
-    process.stderr.write(`meridian sim: ${(e as Error).message}\n\n${usage()}`);
-    return 2;
-  }
+  const w = argv.findIndex(
+    (a, i) => (a === '--workload' && argv[i + 1] === 'saga') || a === '--workload=saga',
+  );
+  if (w >= 0) return runSaga(argv);
+  const o = parseSimArgs(argv);
+  if (!o) return EXIT.ok;
   const names = ALL_CHECKERS.map((c) => c.name);
   if (o.seeds === 1) {
     let r: RunResult;
