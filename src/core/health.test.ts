@@ -58,13 +58,14 @@ describe('HealthState', () => {
     assert.equal(h.probeTimeoutMs(), 363);
   });
 
-  it('an answer without an RTT sample (a new connection paid for) proves life and leaves the estimate alone', () => {
+  it('an answer that paid for a new connection proves life; it is an RTT sample only for a path not yet measured', () => {
     const h = new HealthState({ granularityMs: 10, minTimeoutMs: 1, maxTimeoutMs: 10_000, fall: 1 });
-    h.observe({ kind: 'probe-ok', rttMs: 100 }, 1);
+    h.observe({ kind: 'probe-ok', rttMs: 100, fresh: true }, 1);
+    assert.equal(h.srttMs, 100, 'the first sample, even fresh');
     h.observe({ kind: 'probe-failed', reason: 'no answer', failure: 'timeout' }, 2);
     assert.equal(h.status, 'down');
-    h.observe({ kind: 'probe-ok' }, 3);
-    h.observe({ kind: 'probe-ok' }, 4);
+    h.observe({ kind: 'probe-ok', rttMs: 900, fresh: true }, 3);
+    h.observe({ kind: 'probe-ok', rttMs: 900, fresh: true }, 4);
     assert.equal(h.status, 'up');
     assert.equal(h.srttMs, 100);
     assert.equal(h.probeTimeoutMs(), 300);

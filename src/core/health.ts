@@ -61,10 +61,11 @@ export type FailureKind = 'refused' | 'reset' | 'timeout' | 'unhealthy' | 'other
 export type HealthEvent =
   /**
    * An answer to a probe (also one that comes after its timeout was reported: it proves life).
-   * `rttMs` is absent when the sample is ambiguous (Karn): the probe also paid for opening a
-   * connection, or waited for one.
+   * `fresh`: the probe also paid for opening a connection, or waited for one, so its RTT is no
+   * sample of the path (Karn's rule) once the path has an estimate; before that it is taken, an
+   * over-estimate that errs on the side of a longer deadline.
    */
-  | { kind: 'probe-ok'; rttMs?: number }
+  | { kind: 'probe-ok'; rttMs: number; fresh?: boolean }
   /** No good answer; `lateMs` is how late the prober's own timeout timer fired (event-loop lag). */
   | { kind: 'probe-failed'; reason: string; failure?: FailureKind; lateMs?: number }
   /** The target answered a probe but said it is draining or failed (503 from /healthz). */
@@ -202,7 +203,7 @@ export class HealthState {
   ): HealthTransition | undefined {
     switch (event.kind) {
       case 'probe-ok':
-        if (event.rttMs !== undefined) this.sampleRtt(event.rttMs);
+        if (!event.fresh || this.srttMs === undefined) this.sampleRtt(event.rttMs);
         this.consecutiveFailed = 0;
         this.lastFailure = undefined;
         this.passiveFailed = 0;

@@ -40,8 +40,9 @@ export const PROBE_ABANDON_MS = 10_000;
  * `maxWaitMs`).
  *
  * A probe that finds no idle connection in the probe pool must open one (a TCP handshake, one more
- * round trip) or wait behind a busy one: its deadline gets one more RTO, and its answer carries no
- * RTT sample (Karn's rule: the sample would measure the handshake or the queue, not the path).
+ * round trip) or wait behind a busy one: its deadline gets one more RTO, and its answer is marked
+ * `fresh` (Karn's rule: once the path has an estimate, such a sample, which measured the handshake
+ * or the queue too, is not taken).
  */
 export function probeOnce(
   u: Upstream,
@@ -105,7 +106,8 @@ export function probeOnce(
     .then(async (res) => {
       await res.body.dump();
       const rttMs = performance.now() - started;
-      if (res.statusCode === 200) answer(fresh ? { kind: 'probe-ok' } : { kind: 'probe-ok', rttMs });
+      if (res.statusCode === 200)
+        answer(fresh ? { kind: 'probe-ok', rttMs, fresh } : { kind: 'probe-ok', rttMs });
       else if (res.statusCode === 503) answer({ kind: 'probe-unhealthy', reason: 'healthz answered 503' });
       else {
         const failure: FailureKind = res.statusCode >= 500 ? 'unhealthy' : 'other';
