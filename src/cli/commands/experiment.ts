@@ -25,10 +25,11 @@ const USAGE = `usage: meridian experiment <failover|replication|consistency|heal
                (outage: its WAN links go dark as its node dies; crash: only the process dies)
   replication  [--seconds S]                                lag per link against the RTT/2 floor
   consistency  [--trials N]                                 read-your-writes with tokens, sticky cookies, neither
-  health       [--seconds S] [--traffic] [--kill REGION] [--after S]
+  health       [--seconds S] [--traffic] [--kill REGION] [--how crash|blackhole] [--after S]
                ejections of live regions per edge and GeoDNS withdrawals over S s (default 600),
-               then optionally a region's node killed: detection and recovery at every edge and
-               GeoDNS (default regions: the ten of issue 18)
+               then optionally a region lost (crash: its node killed, then restarted; blackhole:
+               its WAN links cut, then healed): detection and recovery at every edge and GeoDNS
+               (default regions: the ten of issue 18)
 common: [--regions a,b,c] (when no lab is running, the one to start) [--dir .meridian] [--out reports]
         -h, --help   this help
 
@@ -67,7 +68,10 @@ export async function run(argv: string[]): Promise<number> {
   const name = args.positionals[0]!;
   if (!(EXPERIMENTS as readonly string[]).includes(name))
     throw new UsageError(`unknown experiment '${name}' (known: ${EXPERIMENTS.join(', ')})`, USAGE);
-  const how = choiceOption(values.how, 'how', ['outage', 'crash'], USAGE) ?? 'outage';
+  const how =
+    name === 'health' ? 'outage' : (choiceOption(values.how, 'how', ['outage', 'crash'], USAGE) ?? 'outage');
+  const healthHow =
+    name === 'health' ? (choiceOption(values.how, 'how', ['crash', 'blackhole'], USAGE) ?? 'crash') : 'crash';
   const seconds = numberOption(values.seconds, 'seconds', 0.1, 86_400, USAGE);
   const warmupS = numberOption(values.warmup, 'warmup', 0, 3600, USAGE) ?? 3;
   const afterS = numberOption(values.after, 'after', 0, 86_400, USAGE) ?? 10;
@@ -104,6 +108,7 @@ export async function run(argv: string[]): Promise<number> {
         durationS: seconds ?? 600,
         traffic: values.traffic === true,
         kill: values.kill,
+        how: healthHow,
         afterS,
         log,
       });

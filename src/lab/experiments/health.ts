@@ -22,6 +22,11 @@ export interface HealthOptions {
   traffic: boolean;
   /** Region whose node is killed after the quiet phase (undefined: none). */
   kill: string | undefined;
+  /**
+   * How the region is lost: `crash` kills its node (SIGKILL) and restarts it; `blackhole` cuts every
+   * WAN link to and from it (nothing answers, nothing is refused) and heals them. Default crash.
+   */
+  how?: 'crash' | 'blackhole';
   /** After the kill, how long to wait for detection, and after the restart, for recovery. */
   afterS: number;
   log: (s: string) => void;
@@ -44,6 +49,7 @@ export interface HealthResult {
   diagnostics: { loadAverage: [number, number]; loopDelayP99Ms: number; loopDelayMaxMs: number };
   kill?: {
     region: string;
+    how: 'crash' | 'blackhole';
     /** edge -> ms from the kill to its ejection (undefined: not within afterS). */
     detectionMs: Record<string, number | undefined>;
     dnsDetectionMs: number | undefined;
@@ -184,7 +190,10 @@ export async function health(t: LabTarget, o: HealthOptions): Promise<HealthResu
   let kill: HealthResult['kill'];
   if (o.kill) {
     const victim = o.kill;
-    o.log(`killing ${victim}'s node`);
+    const how = o.how ?? 'crash';
+    // A blackhole cuts the WAN: the victim's own edge reaches its node without it and is not asked.
+    const watched = how === 'blackhole' ? ids.filter((e) => e !== victim) : ids;
+    o.log(how === 'crash' ? `killing ${victim}'s node` : `cutting every WAN link of ${victim} (blackhole)`);
     const detectionMs: Record<string, number | undefined> = {};
     const recoveryMs: Record<string, number | undefined> = {};
     const watch = async (
@@ -194,9 +203,14 @@ export async function health(t: LabTarget, o: HealthOptions): Promise<HealthResu
       dnsSeen: () => number | undefined,
     ) => {
       const deadline = since + o.afterS * 1000;
-      while (Date.now() < deadline && (ids.some((e) => into[e] === undefined) || (dnsSeen() ?? 0) < since)) {
+      while (
+        Date.now() < deadline &&
+        (watched.some((e) => into[e] === undefined) || (dnsSeen() ?? 0) < since)
+      ) {
         const views = await Promise.all(
-          edges.map((e) => (into[e.id] === undefined ? edgeStatus(e.url) : undefined)),
+          edges.map((e) =>
+            into[e.id] === undefined && watched.includes(e.id) ? edgeStatus(e.url) : undefined,
+          ),
         );
         const now = Date.now();
         for (const [i, v] of views.entries()) {
@@ -206,31 +220,40 @@ export async function health(t: LabTarget, o: HealthOptions): Promise<HealthResu
       }
     };
     const killedAt = Date.now();
-    await t.chaos({ action: 'kill', region: victim });
+    if (how === 'crash') await t.chaos({ action: 'kill', region: victim });
+    else await t.chaos({ action: 'partition', a: victim });
     await watch('down', killedAt, detectionMs, () => dnsDown.get(victim));
     const dnsSeen = dnsDown.get(victim);
     const dnsDetectionMs = dnsSeen !== undefined && dnsSeen >= killedAt ? dnsSeen - killedAt : undefined;
-    o.log(`restarting ${victim}`);
-    await t.chaos({ action: 'restart', region: victim });
-    // From the moment the restarted node answers: how long a process takes to start on a loaded
-    // machine is not what is measured.
-    const nodeUrl = t.plan.regions.find((r) => r.id === victim)?.nodeUrl;
-    const listenBy = Date.now() + 60_000;
-    while (nodeUrl && Date.now() < listenBy) {
-      const ok = await request(`${nodeUrl}/healthz`, { headersTimeout: 1000, bodyTimeout: 1000 })
-        .then(async (r) => {
-          await r.body.dump();
-          return r.statusCode === 200;
-        })
-        .catch(() => false);
-      if (ok) break;
-      await sleep(50);
+    let restartAt: number;
+    if (how === 'crash') {
+      o.log(`restarting ${victim}`);
+      await t.chaos({ action: 'restart', region: victim });
+      // From the moment the restarted node answers: how long a process takes to start on a loaded
+      // machine is not what is measured.
+      const nodeUrl = t.plan.regions.find((r) => r.id === victim)?.nodeUrl;
+      const listenBy = Date.now() + 60_000;
+      while (nodeUrl && Date.now() < listenBy) {
+        const ok = await request(`${nodeUrl}/healthz`, { headersTimeout: 1000, bodyTimeout: 1000 })
+          .then(async (r) => {
+            await r.body.dump();
+            return r.statusCode === 200;
+          })
+          .catch(() => false);
+        if (ok) break;
+        await sleep(50);
+      }
+      restartAt = Date.now();
+    } else {
+      o.log(`healing ${victim}'s links`);
+      await t.chaos({ action: 'heal', a: victim });
+      restartAt = Date.now();
     }
-    const restartAt = Date.now();
     await watch('up', restartAt, recoveryMs, () => dnsUp.get(victim));
     const dnsBack = dnsUp.get(victim);
     kill = {
       region: victim,
+      how,
       detectionMs,
       dnsDetectionMs,
       recoveryMs,
@@ -251,11 +274,16 @@ export async function health(t: LabTarget, o: HealthOptions): Promise<HealthResu
   text += `\ntotal false ejections: ${falseEjectionsTotal}; GeoDNS withdrawals of live regions: ${quietDnsWithdrawals}\n`;
   text += `machine during the count: load average ${diagnostics.loadAverage[0]}-${diagnostics.loadAverage[1]}; this process's event-loop delay p99 ${diagnostics.loopDelayP99Ms} ms, max ${diagnostics.loopDelayMaxMs} ms\n`;
   if (kill) {
-    text += `\n${kill.region} killed: detection and recovery per vantage point\n`;
+    const local = (e: string) => kill!.how === 'blackhole' && e === kill!.region;
+    text += `\n${kill.region} ${kill.how === 'crash' ? 'killed' : 'blackholed'}: detection and recovery per vantage point\n`;
     text += table(
-      ['vantage point', 'ejected after', 'back after restart'],
+      ['vantage point', 'ejected after', kill.how === 'crash' ? 'back after restart' : 'back after heal'],
       [
-        ...ids.map((e) => [e, fmt(kill!.detectionMs[e]), fmt(kill!.recoveryMs[e])]),
+        ...ids.map((e) =>
+          local(e)
+            ? [e, 'n/a (no WAN between them)', 'n/a']
+            : [e, fmt(kill!.detectionMs[e]), fmt(kill!.recoveryMs[e])],
+        ),
         ['GeoDNS', fmt(kill.dnsDetectionMs), fmt(kill.dnsRecoveryMs)],
       ],
     );
