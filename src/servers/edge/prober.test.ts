@@ -83,22 +83,48 @@ describe('prober rounds', () => {
   });
 
   it("allows a probe that must open a connection one more deadline, and marks its RTT as not the path's", async () => {
-    // The answer takes 60 ms against a 40 ms deadline: only the probe that pays for a new
-    // connection may take that long; once a connection is idle in the pool, 60 ms is a timeout.
-    const slow = await healthz(60);
-    servers.push(slow.server);
-    const u = upstream('slow', slow.url);
-    upstreams.push(u);
-    const first: HealthEvent[] = [];
-    await probeOnce(u, 40, (ev) => first.push(ev), 1000);
-    assert.equal(first.length, 1);
-    assert.equal(first[0]?.kind, 'probe-ok', 'a fresh connection: ok, after more than the deadline');
-    assert.equal(first[0]?.kind === 'probe-ok' && first[0].fresh, true, 'marked as no clean RTT sample');
+    // The deadlines are read from the verdicts, not timed: the server answers at once, or never.
+    let hang = false;
+    const server = createServer((_req, res) => {
+      if (!hang) res.end('ok');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    servers.push(server);
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const verdict = (u: Upstream, timeoutMs: number, maxWaitMs: number): Promise<HealthEvent> =>
+      new Promise((resolve) => void probeOnce(u, timeoutMs, resolve, maxWaitMs));
+
+    const warm = upstream('warm', url);
+    upstreams.push(warm);
+    const first = await verdict(warm, 5000, 5000);
+    assert.equal(first.kind, 'probe-ok');
+    assert.equal(
+      first.kind === 'probe-ok' && first.fresh,
+      true,
+      'it opened the connection: no clean RTT sample',
+    );
     await new Promise((r) => setTimeout(r, 20)); // the pool marks the connection idle
-    assert.equal(u.probe.stats.free, 1);
-    const second: HealthEvent[] = [];
-    await probeOnce(u, 40, (ev) => second.push(ev), 1000);
-    assert.equal(second[0]?.kind, 'probe-failed', 'over a warm connection the deadline is the RTO');
+    assert.equal(warm.probe.stats.free, 1);
+    hang = true;
+    const overWarm = await verdict(warm, 40, 1000);
+    assert.equal(
+      overWarm.kind === 'probe-failed' && overWarm.reason,
+      'no answer in 40 ms',
+      'the RTO, no more',
+    );
+
+    const cold = upstream('cold', url);
+    upstreams.push(cold);
+    const overCold = await verdict(cold, 40, 1000);
+    assert.equal(overCold.kind === 'probe-failed' && overCold.reason, 'no answer in 80 ms', 'one more RTO');
+    const capped = upstream('capped', url);
+    upstreams.push(capped);
+    const atCeiling = await verdict(capped, 40, 50);
+    assert.equal(
+      atCeiling.kind === 'probe-failed' && atCeiling.reason,
+      'no answer in 50 ms',
+      'never past the ceiling',
+    );
   });
 
   it('releases the held timeouts when the last probe settles, first failures first', () => {
