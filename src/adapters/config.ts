@@ -2,7 +2,8 @@
  * The deployment configuration shared by region nodes, edges, the GeoDNS server and the lab:
  * one JSON or YAML file, validated strictly (an unknown key is an error that names the closest
  * valid one) with errors that name the field and the fix. Secrets may be written inline or taken
- * from an environment variable or a file (`{env: NAME}`, `{file: PATH}`); docs/config.md.
+ * from an environment variable or a file (`{env: NAME}`, `{file: PATH}`): docs/region-node.md,
+ * "Config reference".
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';

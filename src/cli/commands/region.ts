@@ -8,7 +8,7 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 const USAGE = `usage: meridian region --config FILE --region ID [options]
 
-  --config FILE      the deployment config (YAML or JSON)
+  -c, --config FILE  the deployment config (YAML or JSON)
   --region ID        which of its regions this node serves
   --host HOST        listen address (default: the region's node.listen.host)
   --port PORT        listen port (default: the region's node.listen.port)
@@ -29,7 +29,7 @@ export async function run(argv: string[]): Promise<number> {
   const v = commandArgs(
     argv,
     {
-      config: { type: 'string' },
+      config: { type: 'string', short: 'c' },
       region: { type: 'string' },
       host: { type: 'string' },
       port: { type: 'string' },

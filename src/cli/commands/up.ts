@@ -8,13 +8,14 @@ import type { LabStoreKind } from '../../lab/lab-config.js';
 import { parseRegionList } from '../../lab/plan.js';
 import { choiceOption, commandArgs, EXIT, numberOption, UsageError } from '../args.js';
 
-const USAGE = `usage: meridian up [--regions a,b,c] [--store sqlite|postgres|memory] [--no-traffic] [--rate N] [--dir .meridian]
-  --regions   2 to 10 regions of data/aws-regions.json (default us-east-1,eu-west-1,ap-northeast-1)
-  --store     where region nodes keep data (default sqlite, under .meridian/data)
-  --no-traffic  do not start the traffic generator
-  --rate      traffic generator requests per second (default 8)
-  --dir       the lab's folder: config, admin token, logs, data (default .meridian)
-  -h, --help  this help
+const USAGE = `usage: meridian up [options]
+
+  --regions a,b,c  2 to 10 regions of data/aws-regions.json (default us-east-1,eu-west-1,ap-northeast-1)
+  --store KIND     sqlite|postgres|memory: where region nodes keep data (default sqlite, under --dir)
+  --no-traffic     do not start the traffic generator
+  --rate N         traffic generator requests per second, 0 to 500 (default 8)
+  --dir DIR        the lab's folder: config, admin token, logs, data (default $MERIDIAN_LAB_DIR or .meridian)
+  -h, --help       this help
 
 examples:
   meridian up
