@@ -219,12 +219,15 @@ export async function run(argv: string[]): Promise<number> {
     try {
       r = await simulate({ ...o.sim, seed: o.seed });
     } catch (e) {
-      process.stderr.write(`meridian sim: ${(e as Error).message}\n`);
-      return 2;
+      // The simulator gave up on this seed (as a sweep counts it): a failure, not a usage error.
+      process.stderr.write(
+        `meridian sim: SIMULATOR ERROR (seed ${o.seed}): ${(e as Error).message}\n  replay: ${replayCommand({ ...o.sim, seed: o.seed })}\n`,
+      );
+      return EXIT.failure;
     }
     process.stdout.write(runReport(r, names));
     if (o.notes) for (const n of r.notes) process.stdout.write(`note ${n}\n`);
-    return r.violations.length === 0 ? 0 : 1;
+    return r.violations.length === 0 ? EXIT.ok : EXIT.failure;
   }
   return sweep(o, names);
 }
