@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { commandArgs, intOption, UsageError } from './args.js';
+import { choiceOption, commandArgs, intOption, numberOption, parseCommand, UsageError } from './args.js';
 import { main } from './main.js';
 
 describe('command arguments', () => {
@@ -26,6 +26,32 @@ describe('command arguments', () => {
       () => commandArgs(['--bogus'], options, 'the usage'),
       (e: unknown) => e instanceof UsageError && e.usage === 'the usage',
     );
+  });
+
+  it('takes --name=value as --name value', () => {
+    assert.deepEqual(
+      { ...commandArgs(['--config=a.yaml', '--port', '1'], options, 'u') },
+      { config: 'a.yaml', port: '1' },
+    );
+  });
+
+  it('counts positional words: too few and too many are usage errors', () => {
+    const spec = { options: {}, usage: 'u', positionals: [1, 2] } as const;
+    assert.deepEqual(parseCommand(['check', 'f.yaml'], spec)?.positionals, ['check', 'f.yaml']);
+    assert.throws(() => parseCommand([], spec), /missing arguments/);
+    assert.throws(() => parseCommand(['a', 'b', 'c'], spec), /unexpected argument 'c'/);
+    assert.throws(() => commandArgs(['stray'], options, 'u'), UsageError);
+  });
+
+  it('checks choices and number ranges', () => {
+    assert.equal(choiceOption('memory', 'store', ['sqlite', 'memory'], 'u'), 'memory');
+    assert.throws(
+      () => choiceOption('disk', 'store', ['sqlite', 'memory'], 'u'),
+      /--store must be one of sqlite, memory/,
+    );
+    assert.equal(numberOption('-2.5', 'skew', -10, 10, 'u'), -2.5);
+    assert.throws(() => numberOption('', 'skew', -10, 10, 'u'), UsageError);
+    assert.throws(() => numberOption('11', 'skew', -10, 10, 'u'), /from -10 to 10/);
   });
 
   it('checks whole-number ranges', () => {
