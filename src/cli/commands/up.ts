@@ -3,6 +3,7 @@
  * until Ctrl-C or SIGTERM, then stops every process it started.
  */
 import { resolve } from 'node:path';
+import { ConfigError } from '../../adapters/config.js';
 import { Lab } from '../../lab/lab.js';
 import type { LabStoreKind } from '../../lab/lab-config.js';
 import { parseRegionList } from '../../lab/plan.js';
@@ -96,8 +97,10 @@ export async function run(argv: string[]): Promise<number> {
     });
     lab = await starting;
   } catch (e) {
+    // A config the lab wrote and cannot load: the same one line per problem and exit 2 as everywhere.
+    if (e instanceof ConfigError && !stopping) throw e;
     process.stderr.write(`meridian up: ${(e as Error).message}\n`);
-    return stopping ?? 1;
+    return stopping ?? EXIT.failure;
   }
   if (stopping) return stopping;
   log(`\nThe lab is up:\n${lab.endpointTable()}\n`);
