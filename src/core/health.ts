@@ -50,6 +50,13 @@ export const DEFAULT_HEALTH: HealthOptions = {
   flapWindowMs: 30_000,
 };
 
+/**
+ * How long a probe is kept before its request is abandoned. Answers after the listening window
+ * (the RTO ceiling) are read and dropped: aborting would destroy the connection, and the next
+ * probe would pay a new handshake (one more RTT) on a path already judged slow.
+ */
+export const PROBE_ABANDON_MS = 10_000;
+
 export type HealthStatus = 'up' | 'down';
 
 /**

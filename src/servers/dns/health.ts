@@ -18,6 +18,7 @@ import {
   HealthState,
   type HealthStatus,
   type HealthTransition,
+  PROBE_ABANDON_MS,
   quorumDown,
   type Vote,
 } from '../../core/health.js';
@@ -50,17 +51,22 @@ export const httpProbe: Probe = (url, timeoutMs) =>
       setImmediate(() => {
         if (done) return;
         finish({ kind: 'probe-failed', reason: `no answer in ${timeoutMs} ms`, failure: 'timeout', lateMs });
-        abort.abort();
       });
     }, timeoutMs);
+    // The verdict is given at the deadline, but the request is abandoned only later: aborting
+    // destroys the connection, and the next probe would pay a new handshake (edge prober, same rule).
+    const abandon = setTimeout(() => abort.abort(), Math.max(timeoutMs, PROBE_ABANDON_MS));
+    abandon.unref();
     request(url, { method: 'GET', signal: abort.signal })
       .then(async (res) => {
         await res.body.dump();
         const rttMs = performance.now() - started;
+        clearTimeout(abandon);
         if (res.statusCode >= 200 && res.statusCode < 300) finish({ kind: 'probe-ok', rttMs });
         else finish({ kind: 'probe-unhealthy', reason: `HTTP ${res.statusCode}` });
       })
       .catch((e: unknown) => {
+        clearTimeout(abandon);
         const err = e as { code?: string; name?: string; message?: string };
         const reason = err.code ?? err.name ?? err.message ?? 'error';
         finish({ kind: 'probe-failed', reason, failure: classifyFailure(`${reason} ${err.message ?? ''}`) });

@@ -13,7 +13,7 @@
  * timeout. Refused and reset probes are reported at once.
  */
 import type { FailureKind, HealthEvent } from '../../core/health.js';
-import { classifyFailure, DEFAULT_HEALTH } from '../../core/health.js';
+import { classifyFailure, DEFAULT_HEALTH, PROBE_ABANDON_MS } from '../../core/health.js';
 import type { RegionId } from '../../core/types.js';
 import type { Upstream } from './upstreams.js';
 
@@ -26,13 +26,6 @@ export interface ProberOptions {
   /** Each path's current deadline (the routing table's RTO). */
   timeoutFor?: (region: RegionId) => number;
 }
-
-/**
- * How long a probe is kept before its request is abandoned. Answers after the listening window
- * (the RTO ceiling) are read and dropped: aborting would destroy the connection, and the next
- * probe would pay a new handshake (one more RTT) on a path already judged slow.
- */
-export const PROBE_ABANDON_MS = 10_000;
 
 /**
  * One probe; never throws. `report` is called once with the verdict at the deadline or on the
