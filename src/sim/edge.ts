@@ -25,9 +25,16 @@ import type { VirtualTime } from './time.js';
 export class CookieJar {
   private readonly cookies = new Map<string, string>();
   private header: string | undefined;
+  private stale = false;
 
-  /** The Cookie header to send (undefined: none). */
+  /** The Cookie header to send (undefined: none), built when it changed. */
   get(): string | undefined {
+    if (this.stale) {
+      this.stale = false;
+      let h = '';
+      for (const [k, v] of this.cookies) h += h === '' ? `${k}=${v}` : `; ${k}=${v}`;
+      this.header = h === '' ? undefined : h;
+    }
     return this.header;
   }
 
@@ -39,8 +46,7 @@ export class CookieJar {
       const eq = first.indexOf('=');
       if (eq > 0) this.cookies.set(first.slice(0, eq).trim(), first.slice(eq + 1).trim());
     }
-    this.header =
-      this.cookies.size === 0 ? undefined : [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+    this.stale = true;
   }
 }
 

@@ -134,6 +134,9 @@ interface SessionState {
   token: string | undefined;
   /** The options of the session's reads: its token's version once it has one (built when it changes). */
   readOptions: ReadOptions;
+  /** The version cookie's token its edge last sent for it, and the read options it decodes to. */
+  cookieToken: string | undefined;
+  cookieReadOptions: ReadOptions;
   /** When the session's next operation is due: arrivals keep their pace while an operation waits. */
   nextAtMs: number;
   /** Issues the session's next operation (built once: scheduled after every operation). */
@@ -149,6 +152,8 @@ interface Flight {
   op: OpRecord | undefined;
   /** How long the edge waits for a region's answer before it gives up on it. */
   budgetMs: number;
+  /** The edge's deadline for the current op (cancelled when its outcome arrives first). */
+  deadline: ReturnType<VirtualTime['after']> | undefined;
 }
 
 /** The method a user sends for each kind of operation (POSTs carry no idempotency key: no retry). */
@@ -314,6 +319,8 @@ class Simulation {
         version: {},
         token: undefined,
         readOptions: NO_OPTIONS,
+        cookieToken: undefined,
+        cookieReadOptions: NO_OPTIONS,
         nextAtMs: this.edgeReadyMs + session.rng.exp(thinkMeanMs),
         next: () => this.nextOp(st),
       };
@@ -541,7 +548,7 @@ class Simulation {
     // The edge's budget for one region's answer: a read with a token may also wait for it there.
     const waits = hasMinVersion || routed.cookieToken !== undefined;
     const budgetMs = EDGE_DEFAULTS.headersTimeoutMs + (waits ? EDGE_DEFAULTS.nodeMaxWaitMs : 0);
-    const flight: Flight = { plan, edge, routed, op: undefined, budgetMs };
+    const flight: Flight = { plan, edge, routed, op: undefined, budgetMs, deadline: undefined };
     st.flight = flight;
     this.dispatch(st, flight, routed.attempt.first().region, undefined);
   }
@@ -614,7 +621,7 @@ class Simulation {
     flight.op = op;
     const edge = flight.edge.id;
     flight.edge.dispatched(region);
-    this.time.after(flight.budgetMs, () => {
+    flight.deadline = this.time.after(flight.budgetMs, () => {
       if (st.flight !== flight || flight.op !== op) return;
       if (op.result === 'pending') {
         op.result = 'indefinite';
@@ -651,6 +658,7 @@ class Simulation {
     const flight = st.flight;
     if (!flight || flight.op !== op) return;
     flight.op = undefined;
+    if (flight.deadline) this.time.cancel(flight.deadline);
     const step = flight.edge.next(flight.routed, op.region, outcome, op.errorCode);
     if (step.kind === 'send') {
       this.dispatch(st, flight, step.region, op.id);
@@ -750,7 +758,13 @@ class Simulation {
       return st.readOptions;
     }
     const t = flight.routed.cookieToken;
-    return t === undefined ? NO_OPTIONS : { minVersion: decodeToken(t) };
+    if (t === undefined) return NO_OPTIONS;
+    // Decoded once per cookie value: the cookie changes only when the session writes.
+    if (t !== st.cookieToken) {
+      st.cookieToken = t;
+      st.cookieReadOptions = { minVersion: decodeToken(t) };
+    }
+    return st.cookieReadOptions;
   }
 
   private finishOk(st: SessionState, op: OpRecord, view: DocView | undefined): void {
