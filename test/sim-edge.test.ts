@@ -4,6 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { parseConfig } from '../src/adapters/config.js';
+import { EDGE_DEFAULTS } from '../src/core/routing/index.js';
+import { DEFAULT_UPSTREAM } from '../src/servers/edge/upstreams.js';
 import { DEFAULT_SIM, type SimOptions, simulate } from '../src/sim/index.js';
 
 const run = (o: Partial<SimOptions> & { seed: number }) =>
@@ -46,5 +49,26 @@ describe('simulated users go through their edge', () => {
         .map((o) => `${o.region}:${o.kind}:${o.result}`)
         .join(',');
     assert.equal(await key(), await key());
+  });
+
+  it('runs the edge with the defaults a configuration without an edge section gets', () => {
+    const cfg = parseConfig({
+      secrets: { clusterSecret: 'a-cluster-secret-of-32-characters' },
+      regions: [
+        {
+          id: 'us-east-1',
+          lat: 38.9,
+          lon: -77.4,
+          node: { listen: { port: 7070 }, url: 'http://127.0.0.1:7070' },
+        },
+      ],
+    });
+    assert.equal(cfg.edge.policy, EDGE_DEFAULTS.policy);
+    assert.equal(cfg.edge.stickyMs, EDGE_DEFAULTS.stickyMs);
+    for (const [k, v] of Object.entries(EDGE_DEFAULTS.health)) {
+      assert.equal(cfg.edge.health[k as keyof typeof cfg.edge.health], v, `health.${k}`);
+    }
+    assert.equal(cfg.node.maxWaitMs, EDGE_DEFAULTS.nodeMaxWaitMs);
+    assert.equal(DEFAULT_UPSTREAM.headersTimeoutMs, EDGE_DEFAULTS.headersTimeoutMs);
   });
 });

@@ -24,7 +24,8 @@ import type { RoutingTable } from './table.js';
 
 /**
  * The edge's defaults (the `edge` and `upstream` sections of the configuration when left out), as
- * core data so the simulator runs the edge as it ships. src/adapters/config.ts uses the same values.
+ * core data so the simulator runs the edge as it ships. They repeat the defaults of
+ * src/adapters/config.ts and the edge's DEFAULT_UPSTREAM; test/sim-edge.test.ts checks they agree.
  */
 export const EDGE_DEFAULTS = {
   policy: 'latency',
