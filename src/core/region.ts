@@ -588,7 +588,7 @@ export class RegionCore {
   ): Promise<PullResult> {
     // A push stream reads on from what it has *sent*, which the peer has not yet applied: no ack then.
     if (options.ack !== false) this.noteAck(peer, have);
-    if (needsSnapshot(have, this.truncated)) {
+    if (needsSnapshot(have, this.truncated, this.applied)) {
       return snapshotForPeer(this.residency, await this.opts.store.snapshot(), peer);
     }
     const changes = await this.opts.store.readLog(have, limit);

@@ -1,7 +1,7 @@
 /**
  * The simulated WAN between regions: one-way delay = RTT/2 from the region table, with jitter,
- * loss, duplication, reordering, delay spikes and partitions (symmetric or one-way). Every message passes one
- * inspection hook before it leaves, so checkers can see all traffic.
+ * loss, duplication, reordering, delay spikes and partitions (symmetric or one-way). Every message
+ * passes one inspection hook before it leaves, so checkers can see all traffic.
  */
 import type { AckAnswer, AckBody, StreamMessage, StreamRequest } from '../core/replication/protocol.js';
 import type { RegionId } from '../core/types.js';

@@ -81,3 +81,32 @@ describe('a failed commit', () => {
     assert.equal((await store.readLog({}, 100)).length, 1, 'only the torn batch was written');
   });
 });
+
+describe('a snapshot whose commit fails', () => {
+  it('leaves its truncation mark ahead of what the region holds, and peers are not sent snapshots that cannot reach it', async () => {
+    let failNext = false;
+    class FailingStore extends MemoryStore {
+      override async commit(batch: CommitBatch): Promise<void> {
+        if (failNext) {
+          failNext = false;
+          throw new Error('EIO: disk failing');
+        }
+        await super.commit(batch);
+      }
+    }
+    const store = new FailingStore();
+    const openUs = () =>
+      RegionCore.open({ region: US, regions, collections, store, clock, timers: new ManualTimers() });
+    const us = await openUs();
+    const eu = 'eu-west-1';
+    failNext = true;
+    const snapshot = { docs: [], kv: [], applied: { [eu]: 5 } };
+    await assert.rejects(us.applySnapshot(eu, snapshot, []), /EIO/);
+    assert.deepEqual((await store.load()).truncated, { [eu]: 5 }, 'the mark was written before the commit');
+    const again = await openUs();
+    assert.deepEqual(again.version, {});
+    // We hold none of eu-west-1's changes: a peer that has none needs nothing of it from us.
+    const res = await again.pull('eu-west-1', {});
+    assert.equal(res.kind, 'changes');
+  });
+});

@@ -250,10 +250,22 @@ export function unsendableRecord(
   return { rec, kv };
 }
 
-/** Whether a peer that has applied `have` is behind our truncated log (it needs a snapshot). */
-export function needsSnapshot(have: VersionVector, truncated: VersionVector): boolean {
+/**
+ * Whether a peer that has applied `have` is behind our truncated log (it needs a snapshot). Per
+ * origin the log is cut no further than we applied: a snapshot's truncation is written before its
+ * commit, and when that commit fails the mark stays ahead of what we hold. A peer at or past our
+ * applied version needs nothing of that origin from us; asking it to take a snapshot that cannot
+ * reach the mark sent snapshot after snapshot (seed 20017 of --faults random, 5 regions, sets).
+ */
+export function needsSnapshot(
+  have: VersionVector,
+  truncated: VersionVector,
+  applied: VersionVector,
+): boolean {
   for (const origin in truncated) {
-    if (Object.hasOwn(truncated, origin) && seqOf(have, origin) < truncated[origin]!) return true;
+    if (!Object.hasOwn(truncated, origin)) continue;
+    const cut = Math.min(truncated[origin]!, seqOf(applied, origin));
+    if (seqOf(have, origin) < cut) return true;
   }
   return false;
 }
