@@ -213,6 +213,22 @@ describe('runs with disk faults', () => {
     assert.ok(landed > 5, `${landed} torn commits reached the disk`);
   });
 
+  it('a snapshot whose commit failed does not make a region send snapshots forever (regression: seed 20017 ran out of memory)', async () => {
+    const r = await simulate({
+      ...DEFAULT_SIM,
+      seed: 20017,
+      faults: 'random',
+      workload: 'sets',
+      durationMs: 5000,
+      regions: ['us-east-1', 'us-west-2', 'eu-west-1', 'eu-central-1', 'ap-northeast-1'],
+    });
+    assert.deepEqual(
+      r.violations.map((v) => `${v.checker}: ${v.message}`),
+      [],
+    );
+    assert.ok(r.disk.failed > 0 && r.history.lost.size === 1, 'the mix fails commits and loses a region');
+  });
+
   it('`--faults random` prints the mix of the seed, and the replay command reproduces the run byte for byte', () => {
     const args = ['--seed', '12', '--duration', '2s', '--faults', 'random', '--rate', '200'];
     const first = cli(args);
