@@ -26,15 +26,15 @@ const cases: { bugs: (keyof PlantedBugs)[]; catches: string[]; options: Partial<
     options: { seed: 1, faults: 'none', workload: 'counters', durationMs: 2000, opsPerSec: 200 },
   },
   {
-    // A token read answers before the region has the session's own write.
+    // A token read answers before the region has the session's own write: the session's edge sends
+    // it elsewhere when a partition cuts it from the region it wrote to (5 of 8 seeds fire here).
     bugs: ['skipTokenWait'],
     catches: ['read-your-writes'],
-    options: { seed: 1, faults: 'none', workload: 'mixed', durationMs: 2000, opsPerSec: 300 },
+    options: { seed: 1, faults: 'partitions', workload: 'counters', durationMs: 10_000, opsPerSec: 800 },
   },
   {
-    // The same bug under partitions: a session's edge sends its reads to the region of its last
-    // write (sticky cookie); a partition cuts that region off, so its next read of a counter goes to
-    // one that has not applied what the session read before.
+    // The same bug, a read after a read: the partition sends a session's next read of a counter to a
+    // region that has not applied what it read before (rarer: 1 of 8 seeds of this run).
     bugs: ['skipTokenWait'],
     catches: ['monotonic-reads'],
     options: { seed: 1, faults: 'partitions', workload: 'counters', durationMs: 6000, opsPerSec: 500 },
