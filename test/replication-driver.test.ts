@@ -13,6 +13,8 @@ import { RegionCore } from '../src/core/region.js';
 import { loadRegionTable } from '../src/core/regions.js';
 import {
   type AckBody,
+  PeerFeed,
+  type ReplicaCore,
   ReplicationDriver,
   type ReplicationSettings,
   type ReplicationTransport,
@@ -203,6 +205,55 @@ describe('the replication driver over an in-memory transport', () => {
     await advance(10);
     assert.equal((await cores.get(EU)!.get('settings', 'from-ap'))?.value, 'hi', 'relayed through us-east-1');
     for (const d of net.drivers.values()) await d.stop();
+  });
+});
+
+describe('the feed', () => {
+  it('does not spin on a snapshot that brings the peer nothing (the store has not made its cut durable yet)', async () => {
+    // Found by sim seed 9205 (chaos, sets): a region that had just merged a snapshot had raised its
+    // log's cut before the merge was durable; its feed read snapshot after snapshot at one instant.
+    let pulls = 0;
+    let listener: ((changes: unknown[]) => void) | undefined;
+    const core = {
+      region: US,
+      version: { [US]: 5 },
+      subscribe: (l: (changes: unknown[]) => void) => {
+        listener = l;
+        return () => {};
+      },
+      pull: async () => {
+        if (++pulls > 100) throw new Error('the feed spins');
+        return {
+          kind: 'snapshot',
+          snapshot: { docs: [], kv: [], applied: { [US]: 3 } },
+          omittedCollections: [],
+        };
+      },
+      wallClockMs: () => 0,
+    } as unknown as ReplicaCore;
+    const sent: string[] = [];
+    const feed = new PeerFeed(
+      core,
+      EU,
+      { have: { [US]: 3 }, relay: [] },
+      {
+        write: (m) => {
+          sent.push(m.t);
+          return true;
+        },
+        drained: async () => undefined,
+      },
+      { heartbeatMs: 1000, clock: { nowMs: () => 0 }, timers: new ManualTimers() },
+    );
+    const running = feed.run().catch((e: Error) => e.message);
+    await flush();
+    assert.equal(pulls, 1, 'one read, then it waits');
+    assert.deepEqual(sent, ['hello'], 'no snapshot that holds nothing new');
+    listener?.([]); // a commit: read again
+    await flush();
+    assert.equal(pulls, 2);
+    feed.close();
+    await running;
   });
 });
 

@@ -18,6 +18,7 @@ const RTO_MS = 200;
 const MAX_RETRIES = 6;
 /** An ack request whose answer never comes is forgotten after this long (the driver gave up at 5 s). */
 const ACK_FORGET_MS = 10_000;
+const ALWAYS = (): boolean => true;
 
 /** The serving side, the region's replication driver (absent while it is not running). */
 export interface StreamServer {
@@ -46,6 +47,9 @@ interface Outbound {
   next: number;
   closed: boolean;
   feed: { close(): void } | undefined;
+  /** For retransmissions: whether the stream still wants them, and what to do when they run out. */
+  open: () => boolean;
+  reset: () => void;
 }
 
 /**
@@ -106,7 +110,7 @@ export class SimTransport implements ReplicationTransport {
       close: (reason) => {
         if (s.ended) return;
         this.endInbound(stream, s, new Error(reason));
-        this.sendReliably(peer, { type: 'close', stream, opener: this.self, reason }, () => true);
+        this.sendReliably(peer, { type: 'close', stream, opener: this.self, reason }, ALWAYS);
       },
     };
   }
@@ -132,9 +136,46 @@ export class SimTransport implements ReplicationTransport {
       });
       return;
     }
-    if (seg.n < s.expected || s.held.has(seg.n)) return;
+    if (seg.n < s.expected) return;
+    if (seg.n === s.expected && !s.pumping && s.held.size === 0) {
+      // In order and nothing waiting, as almost every segment: no queue.
+      s.expected++;
+      this.deliverOne(seg.stream, s, seg);
+      return;
+    }
+    if (s.held.has(seg.n)) return;
     s.held.set(seg.n, seg);
     void this.pump(seg.stream, s);
+  }
+
+  /** Hands one segment over; the driver may answer with a promise (backpressure): queue behind it. */
+  private deliverOne(stream: number, s: Inbound, seg: StreamSegment): void {
+    let pending: Promise<void> | void;
+    try {
+      pending = s.deliver(seg);
+    } catch (e) {
+      this.fail(stream, s, e);
+      return;
+    }
+    if (!pending) return;
+    s.pumping = true;
+    pending.then(
+      () => {
+        s.pumping = false;
+        void this.pump(stream, s);
+      },
+      (e: unknown) => {
+        s.pumping = false;
+        this.fail(stream, s, e);
+      },
+    );
+  }
+
+  private fail(stream: number, s: Inbound, e: unknown): void {
+    if (!this.owner.alive || s.ended) return;
+    const err = e instanceof Error ? e : new Error(String(e));
+    this.endInbound(stream, s, err);
+    this.sendReliably(s.peer, { type: 'close', stream, opener: this.self, reason: err.message }, ALWAYS);
   }
 
   /** Hands held segments to the driver in order, one at a time (its backpressure). */
@@ -152,14 +193,7 @@ export class SimTransport implements ReplicationTransport {
         if (pending) await pending;
       }
     } catch (e) {
-      if (!this.owner.alive || s.ended) return;
-      const err = e instanceof Error ? e : new Error(String(e));
-      this.endInbound(stream, s, err);
-      this.sendReliably(
-        s.peer,
-        { type: 'close', stream, opener: this.self, reason: err.message },
-        () => true,
-      );
+      this.fail(stream, s, e);
     } finally {
       s.pumping = false;
     }
@@ -179,18 +213,21 @@ export class SimTransport implements ReplicationTransport {
       served = new Map();
       this.outbound.set(from, served);
     }
-    const o: Outbound = { peer: from, stream, next: 0, closed: false, feed: undefined };
+    const o: Outbound = {
+      peer: from,
+      stream,
+      next: 0,
+      closed: false,
+      feed: undefined,
+      open: () => !o.closed,
+      reset: () => this.endOutbound(o, 'retransmissions exhausted'),
+    };
     served.set(stream, o);
     const sink: StreamSink = {
       write: (m) => {
         if (o.closed) return true;
         const seg = { ...m, type: m.t, stream, n: o.next++ } as StreamSegment;
-        this.sendReliably(
-          from,
-          seg,
-          () => !o.closed,
-          () => this.endOutbound(o, 'retransmissions exhausted'),
-        );
+        this.sendReliably(from, seg, o.open, o.reset);
         return true;
       },
       drained: async () => undefined,
@@ -201,7 +238,7 @@ export class SimTransport implements ReplicationTransport {
       // The feed ended on its own (not closed by the peer): tell the receiver.
       if (!o.closed && this.owner.alive) {
         this.endOutbound(o, 'feed ended');
-        this.sendReliably(from, { type: 'close', stream, opener: from, reason: 'feed ended' }, () => true);
+        this.sendReliably(from, { type: 'close', stream, opener: from, reason: 'feed ended' }, ALWAYS);
       }
     });
   }
@@ -257,7 +294,7 @@ export class SimTransport implements ReplicationTransport {
       case 'ack': {
         if (!this.server) return;
         const answer = this.server.receiveAck(m.body);
-        this.sendReliably(env.from, { type: 'ack-answer', reqId: m.reqId, answer }, () => true);
+        this.sendReliably(env.from, { type: 'ack-answer', reqId: m.reqId, answer }, ALWAYS);
         return;
       }
       case 'ack-answer': {

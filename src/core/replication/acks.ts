@@ -38,6 +38,8 @@ interface PeerState {
   /** The newest version the peer confirmed receiving. */
   confirmed: VersionVector;
   lastSentMs: number;
+  /** A sync change from this peer is applied and not yet acknowledged: its writer waits. */
+  urgent: boolean;
 }
 
 /**
@@ -54,20 +56,36 @@ export class AckSender {
   private readonly syncCollections = new Map<string, boolean>();
 
   constructor(private readonly o: AckSenderOptions) {
-    this.peers = o.peers.map((id) => ({ id, inFlight: 0, queued: {}, confirmed: {}, lastSentMs: 0 }));
+    this.peers = o.peers.map((id) => ({
+      id,
+      inFlight: 0,
+      queued: {},
+      confirmed: {},
+      lastSentMs: 0,
+      urgent: false,
+    }));
   }
 
   start(): void {
     // Remote changes committed here (from any stream, relayed or direct) are what peers wait on.
     this.unsubscribe = this.o.core.subscribe((changes) => {
       let remote = false;
+      let waiting: RegionId | undefined;
       for (const c of changes) {
         if (c.origin === this.o.core.region) continue;
         remote = true;
-        // A sync write waits for this ack at its origin: send it now.
-        if (c.payload.kind === 'doc' && this.isSync(c.payload.collection)) return this.poke();
+        // A sync write waits for this ack at its origin: send it there now.
+        if (waiting !== c.origin && c.payload.kind === 'doc' && this.isSync(c.payload.collection)) {
+          waiting = c.origin;
+          const p = this.peers.find((x) => x.id === c.origin);
+          if (p) {
+            p.urgent = true;
+            this.maybeSend(p, false);
+          }
+        }
       }
-      // Otherwise acks only feed log compaction and lag views: batching them saves work.
+      // Otherwise (and to every other peer) acks only feed log compaction and lag views: batching
+      // them saves work.
       if (remote) this.pokeSoon();
     });
     this.scheduleRefresh();
@@ -127,6 +145,7 @@ export class AckSender {
     // applied just after it by up to that round trip. Out-of-order arrival is harmless (max merge).
     if (p.inFlight >= (this.o.maxInFlight ?? 4)) return;
     p.inFlight++;
+    p.urgent = false;
     p.queued = applied;
     p.lastSentMs = this.o.clock.nowMs();
     const body: AckBody = { region: core.region, applied };
@@ -150,7 +169,9 @@ export class AckSender {
       // An answer without a clock (a peer of an older version) bounds nothing.
       const peerWallMs = answerWallMs(answer);
       if (peerWallMs !== undefined) core.observePeerClockRoundTrip(p.id, sentAtMs, peerWallMs);
-      if (!dominates(p.queued, core.ackVersion())) timers.setTimeout(() => this.maybeSend(p, false), 0);
+      // More was applied meanwhile: at once if a sync writer waits for it, else with the next batch.
+      if (p.urgent) timers.setTimeout(() => this.maybeSend(p, false), 0);
+      else if (!dominates(p.queued, core.ackVersion())) this.pokeSoon();
     };
     const timeoutMs = this.o.timeoutMs ?? 5000;
     const timer = timers.setTimeout(

@@ -8,7 +8,7 @@ import type { Change } from '../change.js';
 import type { Clock, Timers } from '../ports.js';
 import type { RegionCore } from '../region.js';
 import type { RegionId } from '../types.js';
-import { mergeVersions, seqOf, type VersionVector } from '../version.js';
+import { dominates, mergeVersions, seqOf, type VersionVector } from '../version.js';
 import { Deadline } from './deadline.js';
 import type { StreamMessage, StreamRequest } from './protocol.js';
 import type { StreamSink } from './transport.js';
@@ -60,6 +60,12 @@ export class PeerFeed {
   private sent: VersionVector;
   private pending: Change[] = [];
   private needPull = true;
+  /**
+   * The log reads a snapshot that holds nothing the peer was not sent: our store has not made
+   * durable yet what our log's cut assumes (a snapshot merged, still committing). Reading again at
+   * once would spin; the next commit or heartbeat retries.
+   */
+  private pullStalled = false;
   private stopped = false;
   private wake: (() => void) | undefined;
   /** Ends a linger early (on close only: commits during a linger join the batch). */
@@ -113,6 +119,7 @@ export class PeerFeed {
         this.pending = [];
         this.needPull = true;
       }
+      this.pullStalled = false;
       this.wake?.();
     });
     let first = true;
@@ -127,7 +134,7 @@ export class PeerFeed {
         wallMs: this.core.wallClockMs(),
       });
       while (!this.stopped) {
-        if (this.needPull) {
+        if (this.needPull && !this.pullStalled) {
           // Only the first read uses the peer's own cursor, which is what it has durably applied.
           const res = await this.core.pull(this.peer, first ? this.have : this.sent, this.batchLimit, {
             ack: first,
@@ -135,6 +142,10 @@ export class PeerFeed {
           first = false;
           if (this.stopped) break;
           if (res.kind === 'snapshot') {
+            if (dominates(this.sent, res.snapshot.applied)) {
+              this.pullStalled = true;
+              continue;
+            }
             await this.send({ t: 'snapshot', snapshot: res.snapshot, omitted: res.omittedCollections });
             this.sent = mergeVersions(this.sent, res.snapshot.applied);
             continue;
@@ -146,24 +157,28 @@ export class PeerFeed {
           await this.sendChanges(res.changes);
           continue;
         }
-        if (this.pending.length > 0 && (this.options.lingerMs ?? 0) > 0) {
+        if (!this.needPull && this.pending.length > 0 && (this.options.lingerMs ?? 0) > 0) {
           await this.linger(this.options.lingerMs ?? 0);
           if (this.stopped || this.needPull) continue;
         }
-        const batch = this.pending;
-        this.pending = [];
+        const batch = this.needPull ? [] : this.pending;
+        if (!this.needPull) this.pending = [];
         if (batch.length > 0) {
           const out: Change[] = [];
+          // Copied once per batch, not per change: this runs for every commit of every peer.
+          let sent: Record<RegionId, number> | undefined;
           for (const c of batch) {
-            const have = seqOf(this.sent, c.origin);
+            const have = (sent ?? this.sent)[c.origin] ?? 0;
             if (c.seq <= have) continue;
             if (c.seq !== have + 1) {
               this.needPull = true;
               break;
             }
             out.push(c);
-            this.sent = { ...this.sent, [c.origin]: c.seq };
+            sent ??= { ...this.sent };
+            sent[c.origin] = c.seq;
           }
+          if (sent) this.sent = sent;
           await this.sendFiltered(out);
           continue;
         }
@@ -175,6 +190,7 @@ export class PeerFeed {
             atMs: this.options.clock.nowMs(),
             wallMs: this.core.wallClockMs(),
           });
+          this.pullStalled = false;
           continue;
         }
         await this.idle();
@@ -223,13 +239,17 @@ export class PeerFeed {
     // happens per change.
     const relay = this.relay;
     const self = this.core.region;
-    const out = changes
-      .filter(
-        (c) =>
-          (c.origin !== this.peer || c.seq <= this.recoverOwnUpTo) &&
-          (c.origin === self || c.origin === this.peer || relay === 'all' || relay.includes(c.origin)),
+    const peer = this.peer;
+    const out: Change[] = [];
+    for (const c of changes) {
+      if (
+        c.origin === peer
+          ? c.seq > this.recoverOwnUpTo
+          : c.origin !== self && relay !== 'all' && !relay.includes(c.origin)
       )
-      .map((c) => this.core.forPeer(c, this.peer));
+        continue;
+      out.push(this.core.forPeer(c, peer));
+    }
     if (out.length === 0) return;
     this.sentChanges += out.length;
     await this.send({ t: 'changes', changes: out, wallMs: this.core.wallClockMs() });

@@ -135,7 +135,8 @@ export class PeerLink {
   private async session(): Promise<void> {
     const { core, clock } = this.o;
     this.relaying = [...(this.o.relayFor?.() ?? [])].sort();
-    const inFlight: Promise<unknown>[] = [];
+    /** Applies handed to the core and not yet settled (they commit in order, in shared batches). */
+    const inFlight = new Set<Promise<unknown>>();
     const maxInFlight = this.o.maxInFlight ?? 64;
     const silenceMs = this.o.heartbeatMs * 3;
     let failure: unknown;
@@ -145,18 +146,21 @@ export class PeerLink {
       session?.close(`no message from ${this.peer} in ${limitMs} ms`),
     );
     const track = (p: Promise<unknown>) => {
-      inFlight.push(
-        p.then(
-          () => this.o.onApplied?.(),
-          (e) => {
-            failure ??= e;
-          },
-        ),
+      const q: Promise<unknown> = p.then(
+        () => {
+          inFlight.delete(q);
+          this.o.onApplied?.();
+        },
+        (e) => {
+          inFlight.delete(q);
+          failure ??= e;
+        },
       );
+      inFlight.add(q);
     };
     const afterApply = async (pending: Promise<void> | undefined): Promise<void> => {
       if (pending) await pending;
-      while (inFlight.length > maxInFlight) await inFlight.shift();
+      while (inFlight.size > maxInFlight) await inFlight.values().next().value;
       if (failure) throw failure;
     };
     // Synchronous unless it must wait (a snapshot, too many applies in flight): one message costs
@@ -171,7 +175,7 @@ export class PeerLink {
       }
       const pending = this.handle(m, track, inFlight);
       this.backoff.reset();
-      if (pending || inFlight.length > maxInFlight) return afterApply(pending);
+      if (pending || inFlight.size > maxInFlight) return afterApply(pending);
       if (failure) throw failure;
       return undefined;
     };
@@ -187,7 +191,7 @@ export class PeerLink {
       await session.done;
     } finally {
       silence.stop();
-      await Promise.all(inFlight);
+      await Promise.all([...inFlight]);
     }
     if (failure) throw failure;
   }
@@ -196,7 +200,7 @@ export class PeerLink {
   private handle(
     m: StreamMessage,
     track: (p: Promise<unknown>) => void,
-    inFlight: Promise<unknown>[],
+    inFlight: Set<Promise<unknown>>,
   ): Promise<void> | undefined {
     const { core } = this.o;
     // Read on arrival: late by an unknown one-way delay, so only a lower bound of the peer's offset.
@@ -222,7 +226,7 @@ export class PeerLink {
       }
       case 'snapshot':
         return (async () => {
-          await Promise.all(inFlight.splice(0));
+          await Promise.all([...inFlight]);
           await core.applySnapshot(this.peer, m.snapshot, m.omitted);
           this.notePeerVersion(m.snapshot.applied);
           this.o.onSnapshot?.(this.peer);
