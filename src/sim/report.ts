@@ -3,7 +3,7 @@
  * the checker, a short excerpt of the history around it and the command that replays it. Nothing
  * here reads the wall clock, so the same seed prints the same bytes.
  */
-import { describeFault, faultMixFor } from './faults.js';
+import { describeFault, describeMix, faultMixFor } from './faults.js';
 import type { Figures } from './figures.js';
 import type { OpRecord, Violation } from './history.js';
 import type { RunResult, SimOptions } from './simulator.js';
@@ -98,9 +98,12 @@ export function header(o: SimOptions): string {
   return `meridian sim: seed ${o.seed}, regions ${o.regions.join(',')}, ${fmtDuration(o.durationMs)}, faults ${o.faults}, workload ${o.workload}, ${o.opsPerSec} ops/s, sync acks ${syncAcksFor(o.seed, o.regions.length)}`;
 }
 
-/** The fault mix of a run, one line: what `--faults random` drew for this seed (the same on replay). */
+/**
+ * The fault mix of a run, one line with every rate and size: a preset's, or what `--faults random`
+ * drew for this seed (the same on replay).
+ */
 export function mixLine(o: SimOptions): string {
-  return `fault mix: ${faultMixFor(o.faults, o.seed).describe}`;
+  return `fault mix: ${describeMix(faultMixFor(o.faults, o.seed))}`;
 }
 
 export function figureRows(f: Figures): (string | number)[][] {
