@@ -9,6 +9,8 @@
  * neither. A violation is a read that does not return the value just written.
  */
 import { randomBytes } from 'node:crypto';
+import { homeOfNewKey } from '../../core/collection.js';
+import type { CollectionSpec } from '../../core/types.js';
 import { quantile } from '../stats.js';
 import { barsSvg, table } from '../svg.js';
 import { type CallResult, call, cookieHeader, progress } from './http.js';
@@ -58,6 +60,17 @@ async function settle(
   );
 }
 
+/** The lab's `profiles` collection, as the home rule sees it (pinned, no residency). */
+const PROFILES: CollectionSpec = { name: 'profiles', policy: 'pinned', replication: { mode: 'async' } };
+
+/** `base` with the first suffix whose home, by the rule every region applies, is `home`. */
+function keyHomedIn(home: string, base: string, regions: readonly string[]): string {
+  for (let n = 0; ; n++) {
+    const key = `${base}-${n}`;
+    if (homeOfNewKey(PROFILES, regions, key) === home) return key;
+  }
+}
+
 /** @example await consistency(target, { trials: 40, log: console.log }) */
 export async function consistency(
   t: LabTarget,
@@ -65,6 +78,7 @@ export async function consistency(
 ): Promise<ConsistencyResult> {
   const regions = t.plan.regions;
   if (regions.length < 2) throw new Error('consistency needs at least two regions');
+  const ids = regions.map((r) => r.id);
   const run = randomBytes(3).toString('hex');
   const rows: ConsistencyRow[] = [];
   const total = opts.trials * MODES.length * 2;
@@ -83,8 +97,9 @@ export async function consistency(
         let w: CallResult;
         let readUrl: string;
         if (scenario === 'pinned elsewhere') {
-          // Home the profile in b (first write at b's node), then the user writes and reads at a's edge.
-          const key = `cons-${run}-${mode.replace(' ', '-')}-${i}`;
+          // A profile the home rule puts in b (first write at b's node), then the user writes and
+          // reads at a's edge.
+          const key = keyHomedIn(b.id, `cons-${run}-${mode.replace(' ', '-')}-${i}`, ids);
           const init = await call(`${b.nodeUrl}/v1/profiles/${key}`, {
             method: 'PUT',
             body: { v: 'initial' },
