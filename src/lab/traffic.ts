@@ -1,7 +1,8 @@
 /**
  * The lab's traffic generator: simulated users around the world send a realistic mix (profile
- * writes in their home region, likes, tags, settings, reads with version tokens, transfers) to their
- * nearest live edge, each paying its own WAN delay both ways. Arrivals are Poisson at a modest rate
+ * writes, which the edge replays to the profile's home when it is elsewhere, likes, tags, settings,
+ * reads with version tokens, transfers) to their nearest live edge, each paying its own WAN delay
+ * both ways. Arrivals are Poisson at a modest rate
  * so the lab stays light on a small machine.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
