@@ -51,6 +51,39 @@ describe('version token', () => {
     );
   });
 
+  it('decodes a token the same every time (the cache of recent tokens), and what it gives cannot be changed', () => {
+    // Built by hand, not by encodeToken: the first decode parses, the second comes from the cache.
+    const token = Buffer.from(JSON.stringify({ f: 1, v: { 'us-east-1': 3, 'eu-west-1': 2 } })).toString(
+      'base64url',
+    );
+    const first = decodeToken(token);
+    assert.deepEqual({ ...first }, { 'eu-west-1': 2, 'us-east-1': 3 });
+    assert.deepEqual({ ...decodeToken(token) }, { ...first });
+    assert.throws(() => {
+      (first as Record<string, number>)['us-east-1'] = 9;
+    }, TypeError);
+    assert.equal(decodeToken(token)['us-east-1'], 3);
+  });
+
+  it('a token decodes to the version it was encoded from, even if that object changes later', () => {
+    const v: Record<string, number> = { 'us-east-1': 1 };
+    const token = encodeToken(v);
+    v['us-east-1'] = 5;
+    assert.deepEqual({ ...decodeToken(token) }, { 'us-east-1': 1 });
+  });
+
+  it('more distinct tokens than the cache holds all still decode right', () => {
+    const tokens: [string, number][] = [];
+    for (let i = 1; i <= 3000; i++) {
+      tokens.push([Buffer.from(JSON.stringify({ f: 1, v: { 'eu-west-1': i } })).toString('base64url'), i]);
+    }
+    for (const [t, i] of tokens) assert.equal(decodeToken(t)['eu-west-1'], i);
+    for (const [t, i] of tokens) assert.equal(decodeToken(t)['eu-west-1'], i);
+    const bad = Buffer.from(JSON.stringify({ f: 1, v: { 'eu-west-1': -1 } })).toString('base64url');
+    assert.throws(() => decodeToken(bad), MeridianError);
+    assert.throws(() => decodeToken(bad), MeridianError);
+  });
+
   it('garbage gives MeridianError(bad_token), never a crash', () => {
     const garbage = fc.oneof(
       fc.string(),
