@@ -11,7 +11,7 @@ import type { AckAnswer, AckBody, StreamMessage, StreamRequest } from '../core/r
 import type { ReplicationTransport, StreamSession, StreamSink } from '../core/replication/transport.js';
 import type { RegionId } from '../core/types.js';
 import type { Envelope, Message, Network, StreamSegment } from './network.js';
-import type { Owner, VirtualTime } from './time.js';
+import type { Owner, SimEvent, VirtualTime } from './time.js';
 
 /** TCP's minimum retransmission timeout (RFC 6298 says 1 s; Linux uses 200 ms). */
 const RTO_MS = 200;
@@ -66,7 +66,11 @@ export class SimTransport implements ReplicationTransport {
   private readonly inbound = new Map<number, Inbound>();
   /** Streams served, by opener and stream id. */
   private readonly outbound = new Map<RegionId, Map<number, Outbound>>();
-  private readonly acks = new Map<number, { resolve: (a: unknown) => void; reject: (e: Error) => void }>();
+  /** Ack requests awaiting their answer, each with the event that forgets it (cancelled on answer). */
+  private readonly acks = new Map<
+    number,
+    { resolve: (a: unknown) => void; reject: (e: Error) => void; forget: SimEvent | undefined }
+  >();
 
   constructor(
     private readonly self: RegionId,
@@ -257,9 +261,12 @@ export class SimTransport implements ReplicationTransport {
   sendAck(peer: RegionId, body: AckBody): Promise<unknown> {
     const reqId = this.nextReq++;
     return new Promise((resolve, reject) => {
-      this.acks.set(reqId, { resolve, reject });
+      const waiting = { resolve, reject, forget: undefined as SimEvent | undefined };
+      this.acks.set(reqId, waiting);
       this.sendReliably(peer, { type: 'ack', reqId, body }, () => this.acks.has(reqId));
-      this.time.after(
+      // Cancelled when the answer comes, as almost all do: a dead event per ack cost a queue slot
+      // and a turn of the event loop 10 s later.
+      waiting.forget = this.time.after(
         ACK_FORGET_MS,
         () => {
           const waiting = this.acks.get(reqId);
@@ -301,6 +308,7 @@ export class SimTransport implements ReplicationTransport {
         const waiting = this.acks.get(m.reqId);
         if (!waiting) return;
         this.acks.delete(m.reqId);
+        if (waiting.forget) this.time.cancel(waiting.forget);
         waiting.resolve(m.answer);
         return;
       }

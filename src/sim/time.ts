@@ -13,7 +13,7 @@ export interface Owner {
   alive: boolean;
 }
 
-interface SimEvent {
+export interface SimEvent {
   fn: () => void;
   owner: Owner | undefined;
   cancelled: boolean;
