@@ -23,6 +23,15 @@ const seeds: { found: string; options: Partial<SimOptions> & { seed: number } }[
       'core: a pinned key first written in two regions at once was homed in both (double-homing race); the home of a new key is now homeOfNewKey',
     options: { seed: 3, durationMs: 4_000, faults: 'none' },
   },
+  {
+    // us-east-1's clock verdict turned between two mutations of one batch: an increment was refused
+    // (clock_skew) while a later put and add in the same batch committed. The refusal is answered
+    // after the batch is durable, so the simulator matched the add's change to the waiting
+    // increment and stopped ("change of type set does not match op #5324 (increment)").
+    found:
+      'sim: a change is matched to the waiting op of its own collection, key and kind, not to the oldest op (a mutation refused inside a committed batch still waits)',
+    options: { seed: 6019, durationMs: 20_000, faults: 'random' },
+  },
 ];
 
 describe('regression seeds', () => {
