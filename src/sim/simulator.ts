@@ -948,7 +948,9 @@ class Simulation {
         (o.kind === 'increment' ? 'counter' : o.kind === 'delete' ? 'reg' : 'set') === delta.t,
     );
     if (i < 0) {
-      throw new Error(`sim: a ${delta.t} change of ${collection}/${key} at ${region} matches no client operation`);
+      throw new Error(
+        `sim: a ${delta.t} change of ${collection}/${key} at ${region} matches no client operation`,
+      );
     }
     const op = fifo[i]!;
     fifo.splice(i, 1);
