@@ -25,7 +25,7 @@ import {
 import { MemoryStore } from '../src/core/store.js';
 import type { CollectionSpec, RegionId, RegionInfo } from '../src/core/types.js';
 import { Network, NO_LINK_FAULTS } from '../src/sim/network.js';
-import { DEFAULT_REPLICATION, RegionProcess } from '../src/sim/region-process.js';
+import { startQuietRegions } from '../src/sim/region-process.js';
 import { VirtualTime } from '../src/sim/time.js';
 import { ManualTimers } from './support/manual-timers.js';
 
@@ -296,28 +296,13 @@ describe('one driver, in the node and in the simulator', () => {
     const time = new VirtualTime();
     const table = loadRegionTable();
     const net = new Network(time, new Prng(5), (a, b) => table.oneWayMs(a, b), NO_LINK_FAULTS);
-    const procs = new Map<RegionId, RegionProcess>();
-    for (const r of [US, EU]) {
-      procs.set(
-        r,
-        new RegionProcess(r, {
-          time,
-          net,
-          rng: new Prng(r.length),
-          regions: REGIONS.filter((x) => x.id !== AP),
-          collections: COLLECTIONS,
-          replication: DEFAULT_REPLICATION,
-          syncTimeoutMs: 5000,
-          maxOffsetMs: 500,
-          onDurable: () => {},
-          onSubmit: () => {},
-          onEvent: () => {},
-          log: () => {},
-        }),
-      );
-    }
-    net.onDeliver = (env) => procs.get(env.to)?.receive(env);
-    for (const p of procs.values()) await p.start();
+    const procs = await startQuietRegions([US, EU], {
+      time,
+      net,
+      rngFor: (r) => new Prng(r.length),
+      regions: REGIONS.filter((x) => x.id !== AP),
+      collections: COLLECTIONS,
+    });
     for (const p of procs.values()) assert.ok(p.driver instanceof ReplicationDriver);
     await time.runUntil(1000);
     const written = procs.get(US)!.core!.put('settings', 'k', 'v');

@@ -169,3 +169,45 @@ export class RegionProcess {
     await this.core?.compactLog(keep, { force });
   }
 }
+
+/**
+ * Starts one region process per id on `net`, with the node's replication settings and no
+ * observers, and delivers the network's messages to them: a quiet cluster for measurements and
+ * tests that look at the regions themselves rather than at a history.
+ * @example const procs = await startQuietRegions(['us-east-1', 'eu-west-1'], { time, net, rngFor: (r) => rng.fork(r), regions, collections });
+ */
+export async function startQuietRegions(
+  ids: readonly RegionId[],
+  o: {
+    time: VirtualTime;
+    net: Network;
+    /** Called once per id, in order (a forked PRNG keeps the run deterministic). */
+    rngFor: (id: RegionId) => Prng;
+    regions: readonly RegionInfo[];
+    collections: readonly CollectionSpec[];
+  },
+): Promise<Map<RegionId, RegionProcess>> {
+  const procs = new Map<RegionId, RegionProcess>();
+  for (const r of ids) {
+    procs.set(
+      r,
+      new RegionProcess(r, {
+        time: o.time,
+        net: o.net,
+        rng: o.rngFor(r),
+        regions: o.regions,
+        collections: o.collections,
+        replication: DEFAULT_REPLICATION,
+        syncTimeoutMs: 5000,
+        maxOffsetMs: 500,
+        onDurable: () => {},
+        onSubmit: () => {},
+        onEvent: () => {},
+        log: () => {},
+      }),
+    );
+  }
+  o.net.onDeliver = (env) => procs.get(env.to)?.receive(env);
+  for (const p of procs.values()) await p.start();
+  return procs;
+}

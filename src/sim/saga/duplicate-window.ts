@@ -10,7 +10,7 @@ import { loadRegionTable } from '../../core/regions.js';
 import type { CollectionSpec, RegionId, RegionInfo } from '../../core/types.js';
 import { Network, NO_LINK_FAULTS } from '../network.js';
 import { Prng } from '../random.js';
-import { DEFAULT_REPLICATION, RegionProcess } from '../region-process.js';
+import { startQuietRegions } from '../region-process.js';
 import { VirtualTime } from '../time.js';
 
 export type WindowMode = 'async' | 'sync-majority' | 'sync-all';
@@ -55,28 +55,13 @@ export async function trial(
     return { id: r.id, lat: r.lat, lon: r.lon };
   });
   const net = new Network(time, rng.fork('net'), (a, b) => table.oneWayMs(a, b), NO_LINK_FAULTS);
-  const procs = new Map<RegionId, RegionProcess>();
-  for (const r of regions) {
-    procs.set(
-      r,
-      new RegionProcess(r, {
-        time,
-        net,
-        rng: rng.fork(r),
-        regions: infos,
-        collections: COLLECTIONS,
-        replication: DEFAULT_REPLICATION,
-        syncTimeoutMs: 5000,
-        maxOffsetMs: 500,
-        onDurable: () => {},
-        onSubmit: () => {},
-        onEvent: () => {},
-        log: () => {},
-      }),
-    );
-  }
-  net.onDeliver = (env) => procs.get(env.to)?.receive(env);
-  for (const p of procs.values()) await p.start();
+  const procs = await startQuietRegions(regions, {
+    time,
+    net,
+    rngFor: (r) => rng.fork(r),
+    regions: infos,
+    collections: COLLECTIONS,
+  });
   // Let the replication streams connect before measuring.
   await time.runUntil(time.nowMs + 2500);
   const fp = requestFingerprint({
